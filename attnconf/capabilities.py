@@ -1,0 +1,136 @@
+"""What an implementation declares it can do: the capability manifest.
+
+Conformance tests outside the manifest are skipped with a reason naming the capability; tests inside it must pass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import torch
+
+TOP_LEFT = "top_left"  # query i sees keys j <= i (SDPA's is_causal)
+BOTTOM_RIGHT = "bottom_right"  # query i sees keys j <= i + Sk - Sq (flash-attn >= 2.1, KV caches)
+ALIGNMENTS = (TOP_LEFT, BOTTOM_RIGHT)
+
+REQUIRED_HEAD_DIM = 64
+ALL_FLOAT_DTYPES = frozenset({torch.float32, torch.float16, torch.bfloat16})
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """The capability manifest of one implementation.
+
+    ``overrides`` maps a device type ("cpu", "cuda") to field values that hold on that device only, e.g. a
+    kernel that runs fp32 on CPU but only fp16/bf16 on GPU.
+    """
+
+    devices: frozenset[str] = frozenset({"cpu"})
+    dtypes: frozenset[torch.dtype] = ALL_FLOAT_DTYPES
+    head_dims: frozenset[int] | None = frozenset({REQUIRED_HEAD_DIM})  # None: every head dim
+    causal: frozenset[str] = frozenset()  # supported causal alignments
+    key_padding_mask: bool = False
+    varlen: bool = False  # packed batches (natively, or through the shared pad/unpad adapter)
+    gqa: bool = False  # Hq a multiple of Hkv, including MQA
+    custom_scale: bool = True
+    backward: bool = False
+    deterministic: bool = False  # forward and backward bit-identical across repeats
+    memory_efficient: bool = False  # peak memory grows linearly with sequence length
+    max_seqlen: int | None = None
+    notes: str = ""
+    overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("devices", "dtypes", "head_dims", "causal"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, frozenset(getattr(self, name)))
+        unknown = set(self.causal) - set(ALIGNMENTS)
+        if unknown:
+            raise ValueError(f"unknown causal alignment(s) {sorted(unknown)}; use {ALIGNMENTS}")
+        for device, values in self.overrides.items():
+            bad = set(values) - {f.name for f in dataclasses.fields(self)} | ({"overrides"} & set(values))
+            if bad:
+                raise ValueError(f"overrides for {device!r} name unknown capabilities {sorted(bad)}")
+
+    def on(self, device: str | torch.device) -> "Capabilities":
+        """The manifest as it holds on one device type."""
+        device_type = torch.device(device).type
+        values = self.overrides.get(device_type)
+        if not values:
+            return self
+        return dataclasses.replace(self, overrides={}, **values)
+
+    def missing(
+        self,
+        *,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+        head_dim: int | None = None,
+        causal: str | None = None,
+        key_padding_mask: bool = False,
+        varlen: bool = False,
+        gqa: bool = False,
+        custom_scale: bool = False,
+        backward: bool = False,
+        deterministic: bool = False,
+        memory_efficient: bool = False,
+        seqlen: int | None = None,
+    ) -> str | None:
+        """The first capability a test needs that is not declared, as a skip reason; None when all are."""
+        caps = self
+        if device is not None:
+            device_type = torch.device(device).type
+            if device_type not in self.devices:
+                return f"device {device_type!r} not declared (capability: devices={sorted(self.devices)})"
+            caps = self.on(device_type)
+        checks = [
+            (dtype is not None and dtype not in caps.dtypes, f"dtype {dtype} not declared (capability: dtypes)"),
+            (
+                head_dim is not None and caps.head_dims is not None and head_dim not in caps.head_dims,
+                f"head_dim {head_dim} not declared (capability: head_dims={sorted(caps.head_dims or ())})",
+            ),
+            (
+                causal is not None and causal not in caps.causal,
+                f"causal alignment {causal!r} not declared (capability: causal={sorted(caps.causal)})",
+            ),
+            (key_padding_mask and not caps.key_padding_mask, "key-padding mask not declared (capability: key_padding_mask)"),
+            (varlen and not caps.varlen, "packed variable-length batches not declared (capability: varlen)"),
+            (gqa and not caps.gqa, "grouped-query attention not declared (capability: gqa)"),
+            (custom_scale and not caps.custom_scale, "custom softmax scale not declared (capability: custom_scale)"),
+            (backward and not caps.backward, "backward pass not declared (capability: backward)"),
+            (deterministic and not caps.deterministic, "determinism not declared (capability: deterministic)"),
+            (
+                memory_efficient and not caps.memory_efficient,
+                "linear memory not declared (capability: memory_efficient)",
+            ),
+            (
+                seqlen is not None and caps.max_seqlen is not None and seqlen > caps.max_seqlen,
+                f"sequence length {seqlen} above the declared limit (capability: max_seqlen={caps.max_seqlen})",
+            ),
+        ]
+        for failed, reason in checks:
+            if failed:
+                return reason
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-friendly view, for reports and ``--list-impls``."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "overrides":
+                value = {d: {k: _plain(v) for k, v in vals.items()} for d, vals in value.items()}
+            out[f.name] = _plain(value)
+        return out
+
+
+def _plain(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, (set, frozenset)):
+        return sorted(str(v).replace("torch.", "") for v in value)
+    if isinstance(value, torch.dtype):
+        return str(value).replace("torch.", "")
+    return value

@@ -1,0 +1,154 @@
+"""Run an implementation on a case and judge it against the float64 golden (see ``tolerance.py``).
+
+``check_dense`` and ``check_varlen`` are what the contract tests call: they compute the golden and the
+same-dtype reference from the same inputs, run the implementation (forward, and backward when the case asks),
+compare out, dQ, dK, dV, record the ratios, and raise AssertionError naming the case and every tensor's error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from .inputs import DenseCase, Inputs, VarlenCase, make_dense_inputs, make_varlen_inputs
+from .reference import (
+    fused_formulation,
+    fused_formulation_reversed,
+    fused_formulation_varlen,
+    reference_attention,
+    reference_varlen_attention,
+)
+from .registry import Implementation
+from .tolerance import Comparison, compare
+
+Recorder = Callable[[Comparison], None]
+# the reference formulations beside autograd; the largest error among all of them sets the tolerance
+FUSED_FORMULATIONS = (fused_formulation, fused_formulation_reversed)
+
+
+@dataclass
+class Outcome:
+    """What one run produced: the output and, for backward cases, dQ, dK, dV (by name)."""
+
+    out: torch.Tensor
+    grads: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {"out": self.out, **self.grads}
+
+
+def run_with_grads(fn: Callable[..., torch.Tensor], inputs: Inputs, *, backward: bool, dtype=None, **kwargs) -> Outcome:
+    """Call ``fn(q, k, v, **kwargs)`` on fresh leaves (cast to ``dtype`` if given); backward with ``dout``."""
+    # without a cast the leaves are the input tensors themselves (same storage and strides: views stay views)
+    cast = (lambda t: t.detach().to(dtype)) if dtype is not None else (lambda t: t.detach())
+    q, k, v = (cast(t).requires_grad_(backward) for t in (inputs.q, inputs.k, inputs.v))
+    out = fn(q, k, v, **kwargs)
+    if not backward:
+        return Outcome(out.detach())
+    if out.numel() == 0 and not out.requires_grad:  # nothing to differentiate: every gradient is zero
+        return Outcome(out.detach(), {n: torch.zeros_like(t) for n, t in (("dq", q), ("dk", k), ("dv", v))})
+    if not out.requires_grad:
+        raise AssertionError("backward is declared, but the output does not require grad (detached from q, k, v)")
+    out.backward(inputs.dout.to(out.dtype))
+    grads = {}
+    for name, leaf in (("dq", q), ("dk", k), ("dv", v)):
+        grads[name] = leaf.grad if leaf.grad is not None else torch.zeros_like(leaf)
+    return Outcome(out.detach(), grads)
+
+
+def judge(
+    actual: Outcome, golden: Outcome, references: list[Outcome], *, what: str, expect_dtype, expect_device,
+    record: Recorder | None = None,
+) -> list[Comparison]:
+    if actual.out.dtype != expect_dtype:
+        raise AssertionError(f"{what}: output dtype {actual.out.dtype}, expected the input dtype {expect_dtype}")
+    if actual.out.device != expect_device:
+        raise AssertionError(f"{what}: output on {actual.out.device}, expected {expect_device}")
+    comparisons = []
+    for name, tensor in actual.tensors().items():
+        comparisons.append(compare(name, tensor, golden.tensors()[name], [r.tensors()[name] for r in references]))
+    for c in comparisons:
+        if record is not None:
+            record(c)
+    failed = [c for c in comparisons if not c.passed]
+    if failed:
+        lines = "\n  ".join(c.describe() for c in comparisons)
+        raise AssertionError(f"{what}: {', '.join(c.tensor for c in failed)} out of tolerance\n  {lines}")
+    return comparisons
+
+
+def _fused(result: dict[str, torch.Tensor]) -> Outcome:
+    return Outcome(result.pop("out"), result)
+
+
+def dense_references(case: DenseCase, inputs: Inputs) -> tuple[Outcome, list[Outcome]]:
+    """(golden in float64, [reference formulations in the test dtype]) for a dense case."""
+    kwargs = dict(key_padding_mask=inputs.key_padding_mask, causal=case.causal, scale=case.scale)
+    golden = run_with_grads(reference_attention, inputs, backward=case.backward, dtype=torch.float64, **kwargs)
+    autograd = run_with_grads(reference_attention, inputs, backward=case.backward, **kwargs)
+    dout = inputs.dout if case.backward else None
+    fused = [_fused(f(inputs.q, inputs.k, inputs.v, dout, **kwargs)) for f in FUSED_FORMULATIONS]
+    return golden, [autograd, *fused]
+
+
+def run_dense(impl: Implementation, case: DenseCase, inputs: Inputs) -> Outcome:
+    return run_with_grads(
+        impl, inputs, backward=case.backward, key_padding_mask=inputs.key_padding_mask, causal=case.causal,
+        scale=case.scale,
+    )
+
+
+def check_dense(
+    impl: Implementation, case: DenseCase, device, generator: torch.Generator, record: Recorder | None = None,
+    inputs: Inputs | None = None,
+) -> Outcome:
+    """Judge ``impl`` on ``case``; returns what the implementation produced (for further contract checks)."""
+    inputs = inputs or make_dense_inputs(case, device, generator)
+    golden, references = dense_references(case, inputs)
+    actual = run_dense(impl, case, inputs)
+    judge(actual, golden, references, what=f"{impl.name} [{case}]", expect_dtype=case.dtype,
+          expect_device=inputs.q.device, record=record)
+    return actual
+
+
+def _varlen_call(fn, inputs: Inputs, case: VarlenCase):
+    def call(q, k, v):
+        return fn(q, k, v, inputs.cu_seqlens_q, inputs.cu_seqlens_k, inputs.max_seqlen_q, inputs.max_seqlen_k,
+                  causal=case.causal, scale=case.scale)
+
+    return call
+
+
+def _reference_varlen(q, k, v, cu_q, cu_k, max_q, max_k, *, causal=None, scale=None):
+    return reference_varlen_attention(q, k, v, cu_q, cu_k, causal=causal, scale=scale)
+
+
+def run_varlen(impl: Implementation, case: VarlenCase, inputs: Inputs) -> Outcome:
+    return run_with_grads(_varlen_call(impl.varlen, inputs, case), inputs, backward=case.backward)
+
+
+def check_varlen(
+    impl: Implementation, case: VarlenCase, device, generator: torch.Generator, record: Recorder | None = None,
+    inputs: Inputs | None = None,
+) -> Outcome:
+    inputs = inputs or make_varlen_inputs(case, device, generator)
+    ref_call = _varlen_call(_reference_varlen, inputs, case)
+    golden = run_with_grads(ref_call, inputs, backward=case.backward, dtype=torch.float64)
+    autograd = run_with_grads(ref_call, inputs, backward=case.backward)
+    fused = [
+        _fused(fused_formulation_varlen(inputs.q, inputs.k, inputs.v, inputs.dout if case.backward else None,
+                                        inputs.cu_seqlens_q, inputs.cu_seqlens_k, causal=case.causal,
+                                        scale=case.scale, formulation=f))
+        for f in FUSED_FORMULATIONS
+    ]
+    actual = run_varlen(impl, case, inputs)
+    judge(actual, golden, [autograd, *fused], what=f"{impl.name} varlen [{case}]", expect_dtype=case.dtype,
+          expect_device=inputs.q.device, record=record)
+    return actual
+
+
+def skip_reason(impl: Implementation, case, device, **extra) -> str | None:
+    """Why ``impl`` cannot be asked to run ``case`` on ``device`` (a capability it does not declare), or None."""
+    return impl.capabilities.missing(device=device, **{**case.needs(), **extra})

@@ -1,0 +1,87 @@
+"""The conformance matrix (implementation × contract) written at the end of a conformance run.
+
+Each test result is one record: implementation, contract, outcome, skip or xfail reason, and the measured error
+ratios (see ``tolerance.py``). Cells aggregate records: FAIL if any test failed, else XFAIL if any was an expected
+failure, else PASS if any passed, else SKIP (with the reasons). JSON keeps every record, for ``attnconf.report``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Iterable
+
+from .spec import contracts
+
+ORDER = {"failed": 0, "xfailed": 1, "passed": 2, "skipped": 3}
+LABEL = {"failed": "FAIL", "xfailed": "XFAIL", "passed": "PASS", "skipped": "SKIP"}
+
+
+def aggregate(records: Iterable[dict]) -> dict[tuple[str, str], dict]:
+    """(impl, contract) -> {outcome, tests, reasons, max_ratio}."""
+    cells: dict[tuple[str, str], dict] = defaultdict(
+        lambda: {"outcome": "skipped", "counts": defaultdict(int), "reasons": set(), "max_ratio": None}
+    )
+    for rec in records:
+        cell = cells[(rec["impl"], rec["contract"])]
+        outcome = rec["outcome"]
+        cell["counts"][outcome] += 1
+        if ORDER[outcome] < ORDER[cell["outcome"]]:
+            cell["outcome"] = outcome
+        if rec.get("reason") and outcome in ("skipped", "xfailed", "failed"):
+            cell["reasons"].add(rec["reason"])
+        for ratio in rec.get("ratios", {}).values():
+            if cell["max_ratio"] is None or ratio > cell["max_ratio"]:
+                cell["max_ratio"] = ratio
+    return cells
+
+
+def cell_text(cell: dict) -> str:
+    text = LABEL[cell["outcome"]]
+    if cell["outcome"] == "passed" and cell["max_ratio"] is not None:
+        text += f" {cell['max_ratio']:.2f}"
+    counts = cell["counts"]
+    total = sum(counts.values())
+    if cell["outcome"] != "skipped" and counts.get("passed", 0) != total:
+        text += f" ({counts.get('passed', 0)}/{total})"
+    return text
+
+
+def write(records: list[dict], meta: dict, directory: Path, stem: str) -> tuple[Path, Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = directory / f"{stem}.json", directory / f"{stem}.md"
+    json_path.write_text(json.dumps({"meta": meta, "records": records}, indent=1, sort_keys=True) + "\n")
+    md_path.write_text(markdown(records, meta))
+    return json_path, md_path
+
+
+def markdown(records: list[dict], meta: dict) -> str:
+    cells = aggregate(records)
+    impls = sorted({r["impl"] for r in records})
+    spec = contracts()
+    ids = [c for c in spec if any((i, c) in cells for i in impls)]
+    lines = [
+        f"# Conformance matrix: {meta.get('device_name', meta.get('device'))}",
+        "",
+        f"torch {meta.get('torch')}, triton {meta.get('triton')}, {meta.get('date')}, seed {meta.get('seed')}"
+        + (f", flash-attn {meta['flash_attn']}" if meta.get("flash_attn") else ""),
+        "",
+        "Cells: PASS with the largest error ratio measured (error / (same-dtype reference error + floor); "
+        "the bound is 2 for outputs, 3 for gradients), FAIL, XFAIL (documented expected failure) or SKIP "
+        "(capability not declared; reasons below). (p/n) counts passed tests where not all passed.",
+        "",
+        "| contract | " + " | ".join(impls) + " |",
+        "|---|" + "---|" * len(impls),
+    ]
+    for cid in ids:
+        row = [cell_text(cells[(i, cid)]) if (i, cid) in cells else "–" for i in impls]
+        lines.append(f"| {cid} {spec[cid]} | " + " | ".join(row) + " |")
+    notes = []
+    for (impl, cid), cell in sorted(cells.items()):
+        if cell["reasons"] and cell["outcome"] != "passed":
+            for reason in sorted(cell["reasons"]):
+                notes.append(f"- {impl} / {cid} ({LABEL[cell['outcome']]}): {reason}")
+    if notes:
+        lines += ["", "## Reasons", ""] + notes
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,48 @@
+"""Expected failures: known, documented deviations of one implementation, kept apart from the suite.
+
+As in array-api-tests, each implementation may carry a list of test ids it is known to fail, with the reason.
+An entry is a contract ID (``MASK-3``) or a glob over pytest node ids (``*test_fully_masked*float16*``), followed
+by ``#`` and the reason. Built-in implementations keep theirs in ``impls/expected_failures/<name>.txt``; others
+pass ``expected_failures={pattern: reason}`` when they register. Entries are strict xfails: a deviation that
+gets fixed shows up as XPASS(strict) until its entry is removed.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from pathlib import Path
+
+from .registry import IMPLS_DIR, Implementation
+
+FILES_DIR = IMPLS_DIR / "expected_failures"
+
+
+def parse(text: str, origin: str = "<text>") -> dict[str, str]:
+    entries = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        pattern, sep, reason = line.partition("#")
+        if not sep or not reason.strip():
+            raise ValueError(f"{origin}:{number}: every expected failure needs a reason after '#': {line!r}")
+        entries[pattern.strip()] = reason.strip()
+    return entries
+
+
+def for_implementation(impl: Implementation) -> dict[str, str]:
+    path = FILES_DIR / f"{impl.name}.txt"
+    entries = parse(path.read_text(), str(path)) if path.exists() else {}
+    entries.update(impl.expected_failures)
+    return entries
+
+
+def matches(pattern: str, nodeid: str, contracts: set[str]) -> bool:
+    return pattern in contracts or fnmatch.fnmatchcase(nodeid, pattern)
+
+
+def find_reason(entries: dict[str, str], nodeid: str, contracts: set[str]) -> tuple[str, str] | None:
+    for pattern, reason in entries.items():
+        if matches(pattern, nodeid, contracts):
+            return pattern, reason
+    return None

@@ -1,0 +1,166 @@
+"""Test cases and the random tensors they stand for.
+
+A case is a small frozen description (shapes, dtype, mask kind, causal alignment); ``make_*_inputs`` turns it into
+tensors drawn on the CPU from a seeded generator, so the same seed gives the same numbers on every device.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+
+from .varlen import cu_seqlens_from_lengths
+
+MASK_KINDS = (None, "random", "prefix", "empty_batch")
+
+
+@dataclass(frozen=True)
+class DenseCase:
+    batch: int = 2
+    seqlen_q: int = 33
+    seqlen_k: int = 33
+    heads_q: int = 2
+    heads_kv: int = 2
+    head_dim: int = 64
+    dtype: torch.dtype = torch.float32
+    causal: str | None = None
+    mask: str | None = None  # one of MASK_KINDS: random keys, a valid prefix, or one batch element all masked
+    scale: float | None = None
+    backward: bool = False
+    magnitude: float = 1.0  # q and k are multiplied by this (large logits)
+
+    def needs(self) -> dict:
+        """Capabilities this case needs, as keyword arguments for ``Capabilities.missing``."""
+        return dict(
+            dtype=self.dtype,
+            head_dim=self.head_dim,
+            causal=self.causal,
+            key_padding_mask=self.mask is not None,
+            gqa=self.heads_q != self.heads_kv,
+            custom_scale=self.scale is not None,
+            backward=self.backward,
+            seqlen=max(self.seqlen_q, self.seqlen_k),
+        )
+
+    def replace(self, **changes) -> "DenseCase":
+        return dataclasses.replace(self, **changes)
+
+    def __str__(self) -> str:
+        parts = [
+            f"B={self.batch} Sq={self.seqlen_q} Sk={self.seqlen_k} Hq={self.heads_q} Hkv={self.heads_kv} "
+            f"D={self.head_dim} {str(self.dtype).replace('torch.', '')}"
+        ]
+        for name in ("causal", "mask", "scale"):
+            if getattr(self, name) is not None:
+                parts.append(f"{name}={getattr(self, name)}")
+        if self.magnitude != 1.0:
+            parts.append(f"magnitude={self.magnitude}")
+        if self.backward:
+            parts.append("backward")
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class VarlenCase:
+    lengths_q: tuple[int, ...] = (5, 17, 1)
+    lengths_k: tuple[int, ...] = (5, 17, 1)
+    heads_q: int = 2
+    heads_kv: int = 2
+    head_dim: int = 64
+    dtype: torch.dtype = torch.float32
+    causal: str | None = None
+    scale: float | None = None
+    backward: bool = False
+
+    def needs(self) -> dict:
+        return dict(
+            dtype=self.dtype,
+            head_dim=self.head_dim,
+            causal=self.causal,
+            varlen=True,
+            gqa=self.heads_q != self.heads_kv,
+            custom_scale=self.scale is not None,
+            backward=self.backward,
+            seqlen=max(self.lengths_q + self.lengths_k + (0,)),
+        )
+
+    def replace(self, **changes) -> "VarlenCase":
+        return dataclasses.replace(self, **changes)
+
+    def __str__(self) -> str:
+        text = (
+            f"lengths_q={list(self.lengths_q)} lengths_k={list(self.lengths_k)} Hq={self.heads_q} "
+            f"Hkv={self.heads_kv} D={self.head_dim} {str(self.dtype).replace('torch.', '')}"
+        )
+        for name in ("causal", "scale"):
+            if getattr(self, name) is not None:
+                text += f" {name}={getattr(self, name)}"
+        return text + (" backward" if self.backward else "")
+
+
+@dataclass
+class Inputs:
+    """Tensors of one call: q, k, v (+ mask or cu_seqlens) and the upstream gradient ``dout``."""
+
+    q: torch.Tensor
+    k: torch.Tensor
+    v: torch.Tensor
+    dout: torch.Tensor
+    key_padding_mask: torch.Tensor | None = None
+    cu_seqlens_q: torch.Tensor | None = None
+    cu_seqlens_k: torch.Tensor | None = None
+    max_seqlen_q: int = 0
+    max_seqlen_k: int = 0
+
+
+def _randn(shape, generator, device, dtype, scale=1.0) -> torch.Tensor:
+    return (torch.randn(shape, generator=generator, dtype=torch.float32) * scale).to(device=device, dtype=dtype)
+
+
+def make_key_padding_mask(kind: str | None, batch: int, seqlen_k: int, generator) -> torch.Tensor | None:
+    """bool [B, Sk], True = attend. Every kind but 'empty_batch' leaves each batch element >= 1 visible key."""
+    if kind is None:
+        return None
+    if kind == "random":
+        mask = torch.rand(batch, seqlen_k, generator=generator) < 0.7
+    elif kind in ("prefix", "empty_batch"):
+        lengths = torch.randint(1, seqlen_k + 1, (batch,), generator=generator)
+        mask = torch.arange(seqlen_k)[None, :] < lengths[:, None]
+    else:
+        raise ValueError(f"unknown mask kind {kind!r}; choose one of {MASK_KINDS}")
+    if seqlen_k:
+        mask[mask.sum(1) == 0, 0] = True
+    if kind == "empty_batch":
+        mask[0] = False
+    return mask
+
+
+def make_dense_inputs(case: DenseCase, device, generator: torch.Generator) -> Inputs:
+    q = _randn((case.batch, case.seqlen_q, case.heads_q, case.head_dim), generator, device, case.dtype, case.magnitude)
+    k = _randn((case.batch, case.seqlen_k, case.heads_kv, case.head_dim), generator, device, case.dtype, case.magnitude)
+    v = _randn((case.batch, case.seqlen_k, case.heads_kv, case.head_dim), generator, device, case.dtype)
+    dout = _randn(q.shape, generator, device, case.dtype)
+    mask = make_key_padding_mask(case.mask, case.batch, case.seqlen_k, generator)
+    return Inputs(q, k, v, dout, key_padding_mask=None if mask is None else mask.to(device))
+
+
+def make_varlen_inputs(case: VarlenCase, device, generator: torch.Generator) -> Inputs:
+    if len(case.lengths_q) != len(case.lengths_k):
+        raise ValueError("lengths_q and lengths_k must have one entry per sequence")
+    total_q, total_k = sum(case.lengths_q), sum(case.lengths_k)
+    q = _randn((total_q, case.heads_q, case.head_dim), generator, device, case.dtype)
+    k = _randn((total_k, case.heads_kv, case.head_dim), generator, device, case.dtype)
+    v = _randn((total_k, case.heads_kv, case.head_dim), generator, device, case.dtype)
+    dout = _randn(q.shape, generator, device, case.dtype)
+    return Inputs(
+        q,
+        k,
+        v,
+        dout,
+        cu_seqlens_q=cu_seqlens_from_lengths(list(case.lengths_q), device),
+        cu_seqlens_k=cu_seqlens_from_lengths(list(case.lengths_k), device),
+        max_seqlen_q=max(case.lengths_q + (1,)),
+        max_seqlen_k=max(case.lengths_k + (1,)),
+    )

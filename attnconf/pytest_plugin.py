@@ -1,0 +1,262 @@
+"""pytest wiring: options, the ``impl`` and ``device`` fixtures, contract markers, expected failures, the matrix.
+
+Loaded by the root ``conftest.py``. Any test that takes an ``impl`` argument runs once per selected
+implementation; a test marked ``@pytest.mark.contract("ID")`` is counted under that contract in the matrix.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import os
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from . import conformance_report, expected_failures, registry
+from .spec import contracts
+
+RESULTS_KEY = "attnconf"
+ROOT = Path(__file__).resolve().parent.parent
+_records_sink: list[dict] = []  # one record per (test, contract), filled from test reports
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("attnconf", "attention conformance")
+    group.addoption(
+        "--impl",
+        action="append",
+        default=[],
+        help="run only implementations whose names match these globs (comma-separated or repeated), e.g. 'sdpa-*'",
+    )
+    group.addoption(
+        "--impl-module",
+        action="append",
+        default=[],
+        metavar="MODULE:OBJECT",
+        help="import MODULE and register OBJECT (an Implementation, a list of them, or a factory)",
+    )
+    group.addoption("--device", default="auto", help="device to test on: auto (cuda when available), cpu or cuda")
+    group.addoption("--attnconf-seed", type=int, default=0, help="base seed for random inputs (default 0)")
+    group.addoption(
+        "--conformance-report",
+        default=None,
+        metavar="DIR",
+        help="where to write the conformance matrix (default: reports/conformance); 'none' to skip",
+    )
+    group.addoption("--list-impls", action="store_true", help="list registered implementations and exit")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "contract(id): the SPEC.md contract this test executes")
+    registry.load_builtin()
+    for spec in config.getoption("--impl-module"):
+        registry.load_object(spec)
+    registry.load_entry_points()
+    config.attnconf_device = resolve_device(config.getoption("--device"))
+    patterns = [p.strip() for opt in config.getoption("--impl") for p in opt.split(",")]
+    try:
+        config.attnconf_impls = registry.select(patterns)
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    _records_sink.clear()
+
+
+def resolve_device(option: str) -> torch.device:
+    if option == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(option)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise pytest.UsageError("--device cuda: torch sees no CUDA device here")
+    return device
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    impls = ", ".join(i.name for i in config.attnconf_impls)
+    return [
+        f"attnconf: device {device_name(config.attnconf_device)}, torch {torch.__version__}, "
+        f"seed {config.getoption('--attnconf-seed')}",
+        f"attnconf: implementations {impls}",
+    ]
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    config = session.config
+    if not config.getoption("--list-impls"):
+        return
+    for impl in config.attnconf_impls:
+        caps = impl.capabilities.on(config.attnconf_device)
+        status = impl.unavailable_reason() or impl.capabilities.missing(device=config.attnconf_device) or "available"
+        print(f"{impl.name}: {impl.description}\n  status on {config.attnconf_device.type}: {status}")
+        for key, value in caps.describe().items():
+            if value not in ({}, "", None, []):
+                print(f"  {key}: {value}")
+    pytest.exit("listed implementations", returncode=0)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "impl" in metafunc.fixturenames:
+        impls = metafunc.config.attnconf_impls
+        metafunc.parametrize("impl", impls, ids=[i.name for i in impls], indirect=True)
+
+
+@pytest.fixture(scope="session")
+def device(request: pytest.FixtureRequest) -> torch.device:
+    return request.config.attnconf_device
+
+
+@pytest.fixture
+def impl(request: pytest.FixtureRequest, device: torch.device) -> registry.Implementation:
+    """The implementation under test; skips when it cannot run here or does not declare this device."""
+    chosen: registry.Implementation = request.param
+    reason = chosen.unavailable_reason() or chosen.capabilities.missing(device=device)
+    if reason:
+        pytest.skip(f"{chosen.name}: {reason}")
+    return chosen
+
+
+@pytest.fixture
+def generator(request: pytest.FixtureRequest, device: torch.device) -> torch.Generator:
+    """A generator seeded from --attnconf-seed and the test id: every test is reproducible on its own."""
+    base = request.config.getoption("--attnconf-seed")
+    digest = hashlib.sha256(f"{base}:{request.node.nodeid}".encode()).digest()
+    gen = torch.Generator(device="cpu")
+    gen.manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
+    return gen
+
+
+@pytest.fixture
+def record_comparison(request: pytest.FixtureRequest):
+    """Store a ``tolerance.Comparison`` on the test, for the matrix's measured ratios."""
+
+    def record(comparison) -> None:
+        request.node.user_properties.append((f"{RESULTS_KEY}.ratio.{comparison.tensor}", comparison.ratio))
+
+    return record
+
+
+def item_contracts(item: pytest.Item) -> set[str]:
+    return {m.args[0] for m in item.iter_markers("contract")}
+
+
+def item_impl(item: pytest.Item) -> registry.Implementation | None:
+    callspec = getattr(item, "callspec", None)
+    return callspec.params.get("impl") if callspec else None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    known = contracts()
+    for item in items:
+        unknown = item_contracts(item) - set(known)
+        if unknown:
+            raise pytest.UsageError(f"{item.nodeid}: contract {sorted(unknown)} not in conformance/SPEC.md")
+    # expected failures, per implementation; warn about entries that match nothing (stale lists)
+    used: dict[str, set[str]] = {}
+    entries_by_impl = {i.name: expected_failures.for_implementation(i) for i in config.attnconf_impls}
+    for item in items:
+        chosen = item_impl(item)
+        if chosen is None or not entries_by_impl.get(chosen.name):
+            continue
+        hit = expected_failures.find_reason(entries_by_impl[chosen.name], item.nodeid, item_contracts(item))
+        if hit:
+            pattern, reason = hit
+            used.setdefault(chosen.name, set()).add(pattern)
+            item.add_marker(pytest.mark.xfail(reason=f"{chosen.name} expected failure: {reason}", strict=True))
+    if items and len(items) > 1:
+        for name, entries in entries_by_impl.items():
+            for pattern in set(entries) - used.get(name, set()):
+                config.issue_config_time_warning(
+                    pytest.PytestWarning(f"expected failure {pattern!r} of {name} matches no collected test"),
+                    stacklevel=2,
+                )
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+        _record(report)
+
+
+
+def _record(report: pytest.TestReport) -> None:
+    props = dict(report.user_properties)
+    impl_name, cids = props.get(f"{RESULTS_KEY}.impl"), props.get(f"{RESULTS_KEY}.contracts")
+    if not impl_name or not cids:
+        return
+    if hasattr(report, "wasxfail"):
+        outcome = "xfailed" if report.skipped else "failed"
+        reason = report.wasxfail
+    else:
+        outcome = report.outcome
+        reason = _skip_reason(report) if report.skipped else (_failure_line(report) if report.failed else "")
+    ratios = {k.rsplit(".", 1)[1]: v for k, v in props.items() if k.startswith(f"{RESULTS_KEY}.ratio.")}
+    for cid in cids:
+        _records_sink.append(
+            {"impl": impl_name, "contract": cid, "nodeid": report.nodeid, "outcome": outcome, "reason": reason,
+             "ratios": ratios}
+        )
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return re.sub(r"^Skipped: ", "", str(longrepr[2]))
+    return str(longrepr)
+
+
+def _failure_line(report: pytest.TestReport) -> str:
+    crash = getattr(report.longrepr, "reprcrash", None)
+    return crash.message.splitlines()[0][:300] if crash else ""
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    chosen, cids = item_impl(item), item_contracts(item)
+    if chosen is not None and cids:
+        item.user_properties.append((f"{RESULTS_KEY}.impl", chosen.name))
+        item.user_properties.append((f"{RESULTS_KEY}.contracts", sorted(cids)))
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return "cpu"
+
+
+def run_metadata(config: pytest.Config) -> dict:
+    meta = {
+        "device": config.attnconf_device.type,
+        "device_name": device_name(config.attnconf_device),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "date": datetime.date.today().isoformat(),
+        "seed": config.getoption("--attnconf-seed"),
+        "implementations": {i.name: i.capabilities.describe() for i in config.attnconf_impls},
+    }
+    for module, key in (("triton", "triton"), ("flash_attn", "flash_attn")):
+        try:
+            meta[key] = __import__(module).__version__
+        except Exception:
+            meta[key] = None
+    return meta
+
+
+def report_stem(meta: dict) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", meta["device_name"].lower()).strip("-")
+    return f"{slug}-torch{meta['torch'].split('+')[0]}"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
+    config = session.config
+    if not _records_sink or hasattr(config, "workerinput"):
+        return
+    target = config.getoption("--conformance-report")
+    if target == "none":
+        return
+    directory = Path(target) if target else ROOT / "reports" / "conformance"
+    meta = run_metadata(config)
+    json_path, md_path = conformance_report.write(list(_records_sink), meta, directory, report_stem(meta))
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"attnconf: conformance matrix written to {md_path} and {json_path.name}")

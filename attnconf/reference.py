@@ -1,0 +1,183 @@
+"""The executable definition of attention that every contract compares against.
+
+``reference_attention`` computes in the dtype it is given: called on float64 copies it is the golden; called on
+the test dtype it is the same-dtype reference whose error sets the tolerance (see ``tolerance.py``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .capabilities import BOTTOM_RIGHT, TOP_LEFT
+
+
+def causal_visibility(seqlen_q: int, seqlen_k: int, alignment: str, device=None) -> torch.Tensor:
+    """bool [Sq, Sk]: True where query i may see key j under the given causal alignment."""
+    i = torch.arange(seqlen_q, device=device)[:, None]
+    j = torch.arange(seqlen_k, device=device)[None, :]
+    if alignment == TOP_LEFT:
+        return j <= i
+    if alignment == BOTTOM_RIGHT:
+        return j <= i + (seqlen_k - seqlen_q)
+    raise ValueError(f"unknown causal alignment {alignment!r}")
+
+
+def visibility(
+    seqlen_q: int, seqlen_k: int, *, batch: int, key_padding_mask=None, causal: str | None = None, device=None
+) -> torch.Tensor:
+    """bool [B, 1, Sq, Sk]: which keys each query row may attend to."""
+    visible = torch.ones(seqlen_q, seqlen_k, dtype=torch.bool, device=device)
+    if causal is not None:
+        visible = causal_visibility(seqlen_q, seqlen_k, causal, device=device)
+    visible = visible.expand(batch, 1, seqlen_q, seqlen_k)
+    if key_padding_mask is not None:
+        visible = visible & key_padding_mask[:, None, None, :]
+    return visible
+
+
+def reference_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    key_padding_mask: torch.Tensor | None = None,
+    causal: str | None = None,
+    scale: float | None = None,
+) -> torch.Tensor:
+    """softmax(Q Kᵀ · scale, over visible keys) V in the canonical layout; rows with no visible key give 0."""
+    batch, seqlen_q, heads_q, head_dim = q.shape
+    seqlen_k, heads_kv = k.shape[1], k.shape[2]
+    if scale is None:
+        scale = 1.0 / math.sqrt(head_dim)
+    if seqlen_k == 0:  # no keys at all: every row has no visible key
+        return q * 0.0
+    group = heads_q // heads_kv
+    k = k.repeat_interleave(group, dim=2)  # query head h reads kv head h // group
+    v = v.repeat_interleave(group, dim=2)
+    scores = torch.einsum("bqhd,bkhd->bhqk", q, k) * scale
+    visible = visibility(
+        seqlen_q, seqlen_k, batch=batch, key_padding_mask=key_padding_mask, causal=causal, device=q.device
+    )
+    scores = scores.masked_fill(~visible, float("-inf"))
+    row_max = scores.amax(dim=-1, keepdim=True).detach()
+    row_max = torch.where(torch.isinf(row_max), torch.zeros_like(row_max), row_max)
+    weights = torch.exp(scores - row_max)
+    denom = weights.sum(dim=-1, keepdim=True)
+    probs = weights / torch.where(denom == 0, torch.ones_like(denom), denom)
+    return torch.einsum("bhqk,bkhd->bqhd", probs.to(v.dtype), v)
+
+
+def reference_varlen_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cu_seqlens_q: torch.Tensor,
+    cu_seqlens_k: torch.Tensor,
+    *,
+    causal: str | None = None,
+    scale: float | None = None,
+) -> torch.Tensor:
+    """Packed attention defined as each sequence run alone through ``reference_attention``."""
+    bounds_q, bounds_k = cu_seqlens_q.tolist(), cu_seqlens_k.tolist()
+    pieces = []
+    for b in range(len(bounds_q) - 1):
+        qs = q[bounds_q[b] : bounds_q[b + 1]]
+        ks, vs = k[bounds_k[b] : bounds_k[b + 1]], v[bounds_k[b] : bounds_k[b + 1]]
+        if qs.shape[0] == 0:
+            continue
+        out = reference_attention(qs[None], ks[None], vs[None], causal=causal, scale=scale)
+        pieces.append(out[0])
+    if not pieces:
+        return q * 0.0
+    return torch.cat(pieces)
+
+
+def fused_formulation(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    dout: torch.Tensor | None,
+    *,
+    key_padding_mask: torch.Tensor | None = None,
+    causal: str | None = None,
+    scale: float | None = None,
+) -> dict[str, torch.Tensor]:
+    """The same function as the equations a fused kernel evaluates, in the dtype given, without autograd.
+
+    Scale is applied to q first; the backward works from P, dP = dO Vᵀ and D = rowsum(dO ∘ O) (the
+    FlashAttention-2 backward). It rounds differently from ``reference_attention`` and autograd, so the larger
+    of the formulations' errors is what a standard implementation in this dtype may be expected to make
+    (as flash-attention's tests use a reordered reference). Returns out, and dq, dk, dv when ``dout`` is given.
+    """
+    visible = visibility(q.shape[1], k.shape[1], batch=q.shape[0], key_padding_mask=key_padding_mask,
+                         causal=causal, device=q.device)
+    return _fused_visible(q, k, v, dout, visible, scale)
+
+
+def _fused_visible(q, k, v, dout, visible, scale) -> dict[str, torch.Tensor]:
+    batch, seqlen_q, heads_q, head_dim = q.shape
+    seqlen_k, heads_kv = k.shape[1], k.shape[2]
+    scale = 1.0 / math.sqrt(head_dim) if scale is None else scale
+    group = heads_q // heads_kv
+    kr, vr = k.repeat_interleave(group, dim=2), v.repeat_interleave(group, dim=2)
+    scores = torch.einsum("bqhd,bkhd->bhqk", q * scale, kr).masked_fill(~visible, float("-inf"))
+    row_max = scores.amax(dim=-1, keepdim=True) if seqlen_k else scores.new_zeros(scores.shape[:-1] + (1,))
+    row_max = torch.where(torch.isinf(row_max), torch.zeros_like(row_max), row_max)
+    weights = torch.exp(scores - row_max)
+    denom = weights.sum(dim=-1, keepdim=True)
+    safe_denom = torch.where(denom == 0, torch.ones_like(denom), denom)
+    # normalise after the weighted sum, as an online-softmax kernel does
+    out = torch.einsum("bhqk,bkhd->bqhd", weights, vr) / safe_denom.squeeze(-1).transpose(1, 2)[..., None]
+    result = {"out": out}
+    if dout is None:
+        return result
+    # the backward recomputes P from the saved log-sum-exp
+    lse = torch.where(denom == 0, torch.full_like(denom, float("inf")), row_max + torch.log(safe_denom))
+    probs = torch.exp(scores - lse)
+    dp = torch.einsum("bqhd,bkhd->bhqk", dout, vr)
+    delta = (dout * out).sum(dim=-1).transpose(1, 2)[..., None]  # [B, H, Sq, 1]
+    ds = probs * (dp - delta)
+    dq = torch.einsum("bhqk,bkhd->bqhd", ds, kr) * scale
+    dk = torch.einsum("bhqk,bqhd->bkhd", ds, q) * scale
+    dv = torch.einsum("bhqk,bqhd->bkhd", probs, dout)
+    fold = lambda t: t.reshape(batch, seqlen_k, heads_kv, group, head_dim).sum(dim=3)  # noqa: E731 (sum over group)
+    result.update(dq=dq, dk=fold(dk), dv=fold(dv))
+    return result
+
+
+def fused_formulation_reversed(q, k, v, dout, *, key_padding_mask=None, causal=None, scale=None):
+    """``fused_formulation`` with the keys (and the causal and padding masks) in reverse order.
+
+    The function is unchanged (attention is invariant to the order of the keys), but every sum over keys
+    accumulates in another order: a third, independent sample of the rounding a standard implementation makes.
+    """
+    seqlen_q, seqlen_k = q.shape[1], k.shape[1]
+    visible = visibility(seqlen_q, seqlen_k, batch=q.shape[0], key_padding_mask=key_padding_mask, causal=causal,
+                         device=q.device)
+    flip = lambda t: t.flip(1)  # noqa: E731
+    result = _fused_visible(q, flip(k), flip(v), dout, visible.flip(-1), scale)
+    for name in ("dk", "dv"):
+        if name in result:
+            result[name] = flip(result[name])
+    return result
+
+
+def fused_formulation_varlen(q, k, v, dout, cu_seqlens_q, cu_seqlens_k, *, causal=None, scale=None,
+                             formulation=fused_formulation):
+    """A fused formulation (``fused_formulation`` or ``fused_formulation_reversed``) per sequence of a packed batch."""
+    bounds_q, bounds_k = cu_seqlens_q.tolist(), cu_seqlens_k.tolist()
+    result = {"out": torch.zeros_like(q)}
+    if dout is not None:
+        result.update(dq=torch.zeros_like(q), dk=torch.zeros_like(k), dv=torch.zeros_like(v))
+    for b in range(len(bounds_q) - 1):
+        sq, sk = slice(bounds_q[b], bounds_q[b + 1]), slice(bounds_k[b], bounds_k[b + 1])
+        if sq.start == sq.stop:
+            continue
+        part = formulation(q[sq][None], k[sk][None], v[sk][None], None if dout is None else dout[sq][None],
+                                 causal=causal, scale=scale)
+        result["out"][sq] = part["out"][0]
+        if dout is not None:
+            result["dq"][sq], result["dk"][sk], result["dv"][sk] = part["dq"][0], part["dk"][0], part["dv"][0]
+    return result

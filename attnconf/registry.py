@@ -1,0 +1,195 @@
+"""The implementation registry: one adapter interface, a capability manifest, three ways to register.
+
+An implementation is a canonical-layout function (see ``layouts.py``) plus a ``Capabilities`` manifest. It
+registers by being imported: a module dropped into ``impls/``, a ``module:object`` named on the command line
+(``--impl-module``), or a package entry point in the group ``attnconf.implementations``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import importlib.metadata
+import pkgutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Mapping
+
+import torch
+
+from .capabilities import REQUIRED_HEAD_DIM, Capabilities
+from .layouts import to_canonical
+from .varlen import varlen_through_dense
+
+ENTRY_POINT_GROUP = "attnconf.implementations"
+IMPLS_DIR = Path(__file__).resolve().parent.parent / "impls"
+
+Availability = Callable[[], "str | None"]
+
+
+@dataclass
+class Implementation:
+    """One registered attention implementation.
+
+    ``forward(q, k, v, *, key_padding_mask=None, causal=None, scale=None)`` works in the canonical layout.
+    ``varlen_forward(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, *, causal=None,
+    scale=None)`` is the packed API; when absent and ``varlen`` is declared, packed batches go through the
+    shared pad/unpad adapter. ``available()`` returns None, or the reason the implementation cannot run here.
+    ``expected_failures`` maps a contract ID or a test-id glob to the documented reason it fails.
+    """
+
+    name: str
+    forward: Callable[..., torch.Tensor]
+    capabilities: Capabilities
+    varlen_forward: Callable[..., torch.Tensor] | None = None
+    available: Availability = lambda: None
+    expected_failures: Mapping[str, str] = field(default_factory=dict)
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        head_dims = self.capabilities.head_dims
+        if head_dims is not None and REQUIRED_HEAD_DIM not in head_dims:
+            raise ValueError(f"implementation {self.name!r}: every implementation must support head_dim 64")
+        if not self.name or any(c.isspace() for c in self.name):
+            raise ValueError(f"implementation name {self.name!r} must be non-empty without spaces")
+
+    def __call__(self, q, k, v, *, key_padding_mask=None, causal=None, scale=None) -> torch.Tensor:
+        return self.forward(q, k, v, **_in_use(key_padding_mask=key_padding_mask, causal=causal, scale=scale))
+
+    def varlen(
+        self, q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, *, causal=None, scale=None
+    ) -> torch.Tensor:
+        options = _in_use(causal=causal, scale=scale)
+        if self.varlen_forward is not None:
+            return self.varlen_forward(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, **options)
+        return varlen_through_dense(
+            self.forward, q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, **options
+        )
+
+    def unavailable_reason(self) -> str | None:
+        try:
+            return self.available()
+        except Exception as exc:  # an availability probe that crashes means "not available", with the cause
+            return f"availability check failed: {type(exc).__name__}: {exc}"
+
+    def __repr__(self) -> str:
+        return f"Implementation({self.name!r})"
+
+
+def _in_use(**options):
+    return {name: value for name, value in options.items() if value is not None}
+
+
+_REGISTRY: dict[str, Implementation] = {}
+
+
+def register(impl: Implementation) -> Implementation:
+    """Add an implementation; registering the same object twice is harmless, a second one under a taken name is not."""
+    existing = _REGISTRY.get(impl.name)
+    if existing is not None and existing is not impl:
+        raise ValueError(f"an implementation named {impl.name!r} is already registered ({existing.description})")
+    _REGISTRY[impl.name] = impl
+    return impl
+
+
+def unregister(name: str) -> None:
+    _REGISTRY.pop(name, None)
+
+
+def implementation(
+    name: str,
+    *,
+    capabilities: Capabilities,
+    layout: str = "bshd",
+    varlen_forward: Callable[..., torch.Tensor] | None = None,
+    available: Availability | None = None,
+    expected_failures: Mapping[str, str] | None = None,
+    description: str = "",
+) -> Callable[[Callable[..., torch.Tensor]], Implementation]:
+    """Decorator: register the decorated function, written in ``layout``, as an implementation."""
+
+    def decorate(fn: Callable[..., torch.Tensor]) -> Implementation:
+        return register(
+            Implementation(
+                name=name,
+                forward=to_canonical(fn, layout, head_dims=capabilities.head_dims),
+                capabilities=capabilities,
+                varlen_forward=varlen_forward,
+                available=available or (lambda: None),
+                expected_failures=dict(expected_failures or {}),
+                description=description or _first_line(fn.__doc__),
+            )
+        )
+
+    return decorate
+
+
+def _first_line(text: str | None) -> str:
+    lines = (text or "").strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def registered() -> dict[str, Implementation]:
+    return dict(_REGISTRY)
+
+
+# ---- discovery -------------------------------------------------------------------------------------------------
+
+
+def load_builtin() -> None:
+    """Import every module in ``impls/``: each registers what it defines."""
+    for info in sorted(pkgutil.iter_modules([str(IMPLS_DIR)]), key=lambda m: m.name):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"impls.{info.name}")
+
+
+def load_object(spec: str) -> list[Implementation]:
+    """Import ``module:object`` (or a bare module) and register what it names."""
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"--impl-module {spec!r}: cannot import {module_name!r}: {exc}") from exc
+    if not attr:
+        return []
+    try:
+        obj = getattr(module, attr)
+    except AttributeError:
+        raise ValueError(f"--impl-module {spec!r}: module {module_name!r} has no attribute {attr!r}") from None
+    return _register_object(obj, spec)
+
+
+def _register_object(obj, origin: str) -> list[Implementation]:
+    if callable(obj) and not isinstance(obj, Implementation):
+        obj = obj()  # a factory returning implementations
+    items: Iterable = [obj] if isinstance(obj, Implementation) else obj
+    out = []
+    for item in items:
+        if not isinstance(item, Implementation):
+            raise ValueError(f"{origin}: expected Implementation objects, got {type(item).__name__}")
+        out.append(register(item))
+    return out
+
+
+def load_entry_points() -> list[Implementation]:
+    """Register what installed packages advertise in the ``attnconf.implementations`` entry-point group."""
+    out = []
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        out.extend(_register_object(ep.load(), f"entry point {ep.name} ({ep.value})"))
+    return out
+
+
+def select(patterns: Iterable[str] | None) -> list[Implementation]:
+    """Registered implementations whose names match any of the glob patterns (all when none given)."""
+    patterns = [p for p in (patterns or []) if p]
+    impls = sorted(_REGISTRY.values(), key=lambda i: i.name)
+    if not patterns:
+        return impls
+    chosen = [i for i in impls if any(fnmatch.fnmatchcase(i.name, p) for p in patterns)]
+    unmatched = [p for p in patterns if not any(fnmatch.fnmatchcase(i.name, p) for i in impls)]
+    if unmatched:
+        raise ValueError(
+            f"--impl {', '.join(unmatched)} matches no registered implementation; registered: "
+            f"{', '.join(i.name for i in impls)}"
+        )
+    return chosen

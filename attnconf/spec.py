@@ -1,0 +1,21 @@
+"""The contract IDs, read from the human-readable spec so the two can never disagree."""
+
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+
+SPEC_PATH = Path(__file__).resolve().parent.parent / "conformance" / "SPEC.md"
+_HEADING = re.compile(r"^###\s+([A-Z]+-\d+)\s+[—-]+\s+(.+?)\s*$")
+
+
+@functools.lru_cache(maxsize=None)
+def contracts() -> dict[str, str]:
+    """Contract ID -> one-line title, in spec order."""
+    found = {}
+    for line in SPEC_PATH.read_text().splitlines():
+        m = _HEADING.match(line)
+        if m:
+            found[m.group(1)] = m.group(2)
+    return found

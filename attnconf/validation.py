@@ -1,0 +1,106 @@
+"""Input checks that implementations share, so each bad input gets one clear message naming the problem.
+
+The suite never calls these on an implementation's behalf: contract VALID-* tests what the implementation itself
+raises. Implementations in ``impls/`` call them first thing.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class AttentionInputError(ValueError):
+    """Raised for inputs that break the canonical interface; the message names the offending argument."""
+
+
+def check_dense_inputs(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    key_padding_mask: torch.Tensor | None = None,
+    *,
+    head_dims: frozenset[int] | None = None,
+) -> None:
+    """Validate dense inputs: q [B, Sq, Hq, D], k and v [B, Sk, Hkv, D], mask bool [B, Sk]."""
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, torch.Tensor):
+            raise AttentionInputError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() != 4:
+            raise AttentionInputError(f"{name} must have rank 4 [batch, seqlen, heads, head_dim], got shape {tuple(t.shape)}")
+    _check_common(q, k, v, seq_dim=1, head_dim_axis=3, head_axis=2, head_dims=head_dims)
+    if q.shape[0] != k.shape[0] or k.shape[0] != v.shape[0]:
+        raise AttentionInputError(f"batch size mismatch: q {q.shape[0]}, k {k.shape[0]}, v {v.shape[0]}")
+    if k.shape[1] != v.shape[1]:
+        raise AttentionInputError(f"k and v seqlen mismatch: k {k.shape[1]}, v {v.shape[1]}")
+    if key_padding_mask is not None:
+        if key_padding_mask.dtype != torch.bool:
+            raise AttentionInputError(f"key_padding_mask must be torch.bool (True = attend), got {key_padding_mask.dtype}")
+        if tuple(key_padding_mask.shape) != (k.shape[0], k.shape[1]):
+            raise AttentionInputError(
+                f"key_padding_mask must have shape [batch, seqlen_k] = {(k.shape[0], k.shape[1])}, "
+                f"got {tuple(key_padding_mask.shape)}"
+            )
+        if key_padding_mask.device != q.device:
+            raise AttentionInputError(f"key_padding_mask device {key_padding_mask.device} differs from q device {q.device}")
+
+
+def check_packed_inputs(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, head_dims: frozenset[int] | None = None
+) -> None:
+    """Validate packed (varlen) inputs: q [Tq, Hq, D], k and v [Tk, Hkv, D]."""
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, torch.Tensor):
+            raise AttentionInputError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() != 3:
+            raise AttentionInputError(f"packed {name} must have rank 3 [total_tokens, heads, head_dim], got shape {tuple(t.shape)}")
+    _check_common(q, k, v, seq_dim=0, head_dim_axis=2, head_axis=1, head_dims=head_dims)
+    if k.shape[0] != v.shape[0]:
+        raise AttentionInputError(f"k and v total tokens mismatch: k {k.shape[0]}, v {v.shape[0]}")
+
+
+def _check_common(q, k, v, *, seq_dim: int, head_dim_axis: int, head_axis: int, head_dims) -> None:
+    if not q.is_floating_point():
+        raise AttentionInputError(f"q must be a floating-point tensor, got dtype {q.dtype}")
+    if k.dtype != q.dtype or v.dtype != q.dtype:
+        raise AttentionInputError(f"dtype mismatch: q {q.dtype}, k {k.dtype}, v {v.dtype}")
+    if k.device != q.device or v.device != q.device:
+        raise AttentionInputError(f"device mismatch: q {q.device}, k {k.device}, v {v.device}")
+    d = q.shape[head_dim_axis]
+    if k.shape[head_dim_axis] != d or v.shape[head_dim_axis] != d:
+        raise AttentionInputError(
+            f"head_dim mismatch: q {d}, k {k.shape[head_dim_axis]}, v {v.shape[head_dim_axis]}"
+        )
+    if head_dims is not None and d not in head_dims:
+        raise AttentionInputError(f"unsupported head_dim {d}; supported: {sorted(head_dims)}")
+    hq, hkv = q.shape[head_axis], k.shape[head_axis]
+    if v.shape[head_axis] != hkv:
+        raise AttentionInputError(f"k and v head count mismatch: k {hkv}, v {v.shape[head_axis]}")
+    if hkv == 0 or hq % hkv != 0:
+        raise AttentionInputError(f"query heads ({hq}) must be a multiple of kv heads ({hkv}) for GQA")
+
+
+def check_cu_seqlens(cu_seqlens: torch.Tensor, total: int, name: str, *, max_seqlen: int | None = None) -> list[int]:
+    """Validate cumulative sequence lengths and return the per-sequence lengths.
+
+    Rules (as flash-attn's varlen API): int32, 1-D, at least two entries, starts at 0, non-decreasing,
+    ends at the packed tensor's token count, and no length above ``max_seqlen``.
+    """
+    if not isinstance(cu_seqlens, torch.Tensor):
+        raise AttentionInputError(f"{name} must be a torch.Tensor, got {type(cu_seqlens).__name__}")
+    if cu_seqlens.dtype != torch.int32:
+        raise AttentionInputError(f"{name} must be int32, got {cu_seqlens.dtype}")
+    if cu_seqlens.dim() != 1 or cu_seqlens.numel() < 2:
+        raise AttentionInputError(f"{name} must be 1-D with batch+1 >= 2 entries, got shape {tuple(cu_seqlens.shape)}")
+    values = cu_seqlens.tolist()
+    if values[0] != 0:
+        raise AttentionInputError(f"{name} must start at 0, got {values[0]}")
+    lengths = [b - a for a, b in zip(values, values[1:])]
+    if any(n < 0 for n in lengths):
+        raise AttentionInputError(f"{name} must be non-decreasing (monotonic), got {values}")
+    if values[-1] != total:
+        raise AttentionInputError(f"{name} must end at the total token count {total}, got {values[-1]}")
+    if max_seqlen is not None and lengths and max(lengths) > max_seqlen:
+        raise AttentionInputError(
+            f"max_seqlen {max_seqlen} is smaller than the longest sequence in {name} ({max(lengths)})"
+        )
+    return lengths

@@ -1,0 +1,48 @@
+"""Fixtures shared by the contract tests: capability gating and the judged runs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from attnconf.checks import check_dense, check_varlen, skip_reason
+
+
+@pytest.fixture
+def require(impl, device):
+    """``require(case, **extra)`` skips unless ``impl`` declares everything ``case`` (and ``extra``) needs."""
+
+    def require_(case, **extra) -> None:
+        reason = skip_reason(impl, case, device, **extra)
+        if reason:
+            pytest.skip(f"{impl.name}: {reason}")
+
+    return require_
+
+
+@pytest.fixture
+def dense(impl, device, generator, record_comparison, require):
+    """``dense(case, inputs=None, seed=None)``: gate on capabilities, run, judge against the golden.
+
+    Returns the implementation's outcome. Hypothesis tests pass a drawn ``seed`` so each example's tensors are a
+    function of the example alone (shrinking replays see the same numbers).
+    """
+
+    def run(case, inputs=None, *, seed: int | None = None):
+        require(case)
+        gen = generator if seed is None else torch.Generator().manual_seed(seed)
+        return check_dense(impl, case, device, gen, record_comparison, inputs)
+
+    return run
+
+
+@pytest.fixture
+def varlen(impl, device, generator, record_comparison, require):
+    """``varlen(case, inputs=None)``: as ``dense`` for packed batches."""
+
+    def run(case, inputs=None, *, seed: int | None = None):
+        require(case)
+        gen = generator if seed is None else torch.Generator().manual_seed(seed)
+        return check_varlen(impl, case, device, gen, record_comparison, inputs)
+
+    return run

@@ -1,0 +1,119 @@
+"""PyTorch's scaled_dot_product_attention, one registered implementation per backend.
+
+Each variant pins its backend with ``torch.nn.attention.sdpa_kernel``, so a silent fallback to another backend
+raises instead of passing as the backend it claims. Availability is probed with a tiny call: a backend that
+cannot run on this machine reports why. Packed batches go through the shared pad/unpad adapter.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from attnconf import BOTTOM_RIGHT, TOP_LEFT, Capabilities, Implementation, register
+from attnconf.layouts import to_canonical
+from attnconf.reference import causal_visibility
+
+HALF = {torch.float16, torch.bfloat16}
+ALL = {torch.float32, torch.float16, torch.bfloat16}
+
+
+def sdpa_attention(q, k, v, *, backend: SDPBackend, key_padding_mask=None, causal=None, scale=None):
+    """SDPA on [B, H, S, D] inputs with one pinned backend."""
+    seqlen_q, seqlen_k = q.shape[-2], k.shape[-2]
+    attn_mask, is_causal = None, False
+    if causal == TOP_LEFT and key_padding_mask is None:
+        is_causal = True  # the fast path every backend supports
+    elif causal is not None:
+        attn_mask = causal_visibility(seqlen_q, seqlen_k, causal, device=q.device)[None, None]
+    if key_padding_mask is not None:
+        padding = key_padding_mask[:, None, None, :]
+        attn_mask = padding if attn_mask is None else attn_mask & padding
+    with sdpa_kernel(backend):
+        return F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, is_causal=is_causal, scale=scale, enable_gqa=q.shape[1] != k.shape[1]
+        )
+
+
+def _probe(backend: SDPBackend, device: str, dtype: torch.dtype):
+    def available() -> str | None:
+        if device == "cuda" and not torch.cuda.is_available():
+            return "needs a CUDA device"
+        q = torch.randn(1, 1, 8, 64, device=device, dtype=dtype)
+        try:
+            sdpa_attention(q, q, q, backend=backend)
+        except RuntimeError as exc:
+            return f"backend {backend.name} cannot run on {device}: {str(exc).splitlines()[0]}"
+        return None
+
+    return functools.cache(available)
+
+
+def _variant(name: str, backend: SDPBackend, capabilities: Capabilities, probe_device: str, probe_dtype) -> Implementation:
+    return register(
+        Implementation(
+            name=name,
+            forward=to_canonical(functools.partial(sdpa_attention, backend=backend), "bhsd",
+                                 head_dims=capabilities.head_dims),
+            capabilities=capabilities,
+            available=_probe(backend, probe_device, probe_dtype),
+            description=f"torch.nn.functional.scaled_dot_product_attention pinned to {backend.name}",
+        )
+    )
+
+
+# math: the reference backend, everything on every device (it materialises the score matrix)
+_variant(
+    "sdpa-math",
+    SDPBackend.MATH,
+    Capabilities(
+        devices={"cpu", "cuda"}, dtypes=ALL, head_dims=None, causal={TOP_LEFT, BOTTOM_RIGHT},
+        key_padding_mask=True, varlen=True, gqa=True, backward=True, deterministic=True,
+    ),
+    "cpu",
+    torch.float32,
+)
+
+# flash: on CPU a tiled C++ kernel that also takes boolean masks; on CUDA FlashAttention-2, which takes no mask
+_variant(
+    "sdpa-flash",
+    SDPBackend.FLASH_ATTENTION,
+    Capabilities(
+        devices={"cpu", "cuda"}, dtypes=ALL, head_dims={32, 64, 128}, causal={TOP_LEFT, BOTTOM_RIGHT},
+        key_padding_mask=True, varlen=True, gqa=True, backward=True, deterministic=True, memory_efficient=True,
+        overrides={"cuda": dict(dtypes=HALF, causal={TOP_LEFT}, key_padding_mask=False, varlen=False,
+                                deterministic=False)},
+        notes="CUDA: no attn_mask (so no key padding or bottom-right causal); fp16/bf16 only",
+    ),
+    "cuda" if torch.cuda.is_available() else "cpu",
+    torch.float16 if torch.cuda.is_available() else torch.float32,
+)
+
+# memory-efficient (xformers-style) kernel: CUDA only, takes arbitrary masks
+_variant(
+    "sdpa-efficient",
+    SDPBackend.EFFICIENT_ATTENTION,
+    Capabilities(
+        devices={"cuda"}, dtypes=ALL, head_dims={32, 64, 128}, causal={TOP_LEFT, BOTTOM_RIGHT},
+        key_padding_mask=True, varlen=True, gqa=True, backward=True, memory_efficient=True,
+        notes="backward uses atomics: not declared deterministic",
+    ),
+    "cuda",
+    torch.float16,
+)
+
+# cuDNN: CUDA only (sm80+), fp16/bf16
+_variant(
+    "sdpa-cudnn",
+    SDPBackend.CUDNN_ATTENTION,
+    Capabilities(
+        devices={"cuda"}, dtypes=HALF, head_dims={64, 128}, causal={TOP_LEFT},
+        key_padding_mask=False, varlen=False, gqa=True, backward=True, memory_efficient=True,
+        notes="declared conservatively: mask and GQA support vary across cuDNN versions",
+    ),
+    "cuda",
+    torch.float16,
+)
