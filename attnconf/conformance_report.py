@@ -42,10 +42,21 @@ def cell_text(cell: dict) -> str:
     if cell["outcome"] == "passed" and cell["max_ratio"] is not None:
         text += f" {cell['max_ratio']:.2f}"
     counts = cell["counts"]
-    total = sum(counts.values())
-    if cell["outcome"] != "skipped" and counts.get("passed", 0) != total:
-        text += f" ({counts.get('passed', 0)}/{total})"
+    ran = sum(n for outcome, n in counts.items() if outcome != "skipped")
+    if cell["outcome"] != "skipped" and counts.get("passed", 0) != ran:
+        text += f" ({counts.get('passed', 0)}/{ran})"
     return text
+
+
+def unavailable(cells: dict, impl: str) -> str | None:
+    """The one reason every test of ``impl`` was skipped for, if it never ran here at all."""
+    reasons = set()
+    for (name, _), cell in cells.items():
+        if name == impl:
+            if cell["outcome"] != "skipped" or len(cell["reasons"]) != 1:
+                return None
+            reasons |= cell["reasons"]
+    return reasons.pop() if len(reasons) == 1 else None
 
 
 def write(records: list[dict], meta: dict, directory: Path, stem: str) -> tuple[Path, Path]:
@@ -58,7 +69,9 @@ def write(records: list[dict], meta: dict, directory: Path, stem: str) -> tuple[
 
 def markdown(records: list[dict], meta: dict) -> str:
     cells = aggregate(records)
-    impls = sorted({r["impl"] for r in records})
+    everything = sorted({r["impl"] for r in records})
+    not_run = {i: unavailable(cells, i) for i in everything}
+    impls = [i for i in everything if not not_run[i]]
     spec = contracts()
     ids = [c for c in spec if any((i, c) in cells for i in impls)]
     lines = [
@@ -69,7 +82,7 @@ def markdown(records: list[dict], meta: dict) -> str:
         "",
         "Cells: PASS with the largest error ratio measured (error / (same-dtype reference error + floor); "
         "the bound is 2 for outputs, 3 for gradients), FAIL, XFAIL (documented expected failure) or SKIP "
-        "(capability not declared; reasons below). (p/n) counts passed tests where not all passed.",
+        "(capability not declared; reasons below). (p/n): passed of the tests that ran, where not all passed.",
         "",
         "| contract | " + " | ".join(impls) + " |",
         "|---|" + "---|" * len(impls),
@@ -77,9 +90,12 @@ def markdown(records: list[dict], meta: dict) -> str:
     for cid in ids:
         row = [cell_text(cells[(i, cid)]) if (i, cid) in cells else "–" for i in impls]
         lines.append(f"| {cid} {spec[cid]} | " + " | ".join(row) + " |")
+    skipped_whole = [f"- {i}: {reason}" for i, reason in not_run.items() if reason]
+    if skipped_whole:
+        lines += ["", "## Not run here", ""] + skipped_whole
     notes = []
     for (impl, cid), cell in sorted(cells.items()):
-        if cell["reasons"] and cell["outcome"] != "passed":
+        if impl in impls and cell["reasons"] and cell["outcome"] != "passed":
             for reason in sorted(cell["reasons"]):
                 notes.append(f"- {impl} / {cid} ({LABEL[cell['outcome']]}): {reason}")
     if notes:

@@ -1,7 +1,7 @@
 """Expected failures: known, documented deviations of one implementation, kept apart from the suite.
 
 As in array-api-tests, each implementation may carry a list of test ids it is known to fail, with the reason.
-An entry is a contract ID (``MASK-3``) or a glob over pytest node ids (``*test_fully_masked*float16*``), followed
+An entry is a contract ID (``MASK-3``), a pytest node id, or a glob over node ids (``*test_fully_masked*``), followed
 by ``#`` and the reason. Built-in implementations keep theirs in ``impls/expected_failures/<name>.txt``; others
 pass ``expected_failures={pattern: reason}`` when they register. Entries are strict xfails: a deviation that
 gets fixed shows up as XPASS(strict) until its entry is removed.
@@ -38,7 +38,7 @@ def for_implementation(impl: Implementation) -> dict[str, str]:
 
 
 def matches(pattern: str, nodeid: str, contracts: set[str]) -> bool:
-    return pattern in contracts or fnmatch.fnmatchcase(nodeid, pattern)
+    return pattern in contracts or pattern == nodeid or fnmatch.fnmatchcase(nodeid, pattern)
 
 
 def find_reason(entries: dict[str, str], nodeid: str, contracts: set[str]) -> tuple[str, str] | None:

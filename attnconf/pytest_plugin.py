@@ -51,11 +51,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "contract(id): the SPEC.md contract this test executes")
+    config.attnconf_device = resolve_device(config.getoption("--device"))
+    if config.attnconf_device.type == "cpu":
+        # Triton kernels run on the CPU only through its interpreter, which must be chosen before they are defined
+        os.environ.setdefault("TRITON_INTERPRET", "1")
     registry.load_builtin()
     for spec in config.getoption("--impl-module"):
         registry.load_object(spec)
     registry.load_entry_points()
-    config.attnconf_device = resolve_device(config.getoption("--device"))
     patterns = [p.strip() for opt in config.getoption("--impl") for p in opt.split(",")]
     try:
         config.attnconf_impls = registry.select(patterns)
