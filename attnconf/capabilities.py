@@ -31,6 +31,7 @@ class Capabilities:
     dtypes: frozenset[torch.dtype] = ALL_FLOAT_DTYPES
     head_dims: frozenset[int] | None = frozenset({REQUIRED_HEAD_DIM})  # None: every head dim
     causal: frozenset[str] = frozenset()  # supported causal alignments
+    causal_unequal: bool = True  # causal masking also when seqlen_q != seqlen_k (else only square)
     key_padding_mask: bool = False
     varlen: bool = False  # packed batches (natively, or through the shared pad/unpad adapter)
     gqa: bool = False  # Hq a multiple of Hkv, including MQA
@@ -69,6 +70,7 @@ class Capabilities:
         dtype: torch.dtype | None = None,
         head_dim: int | None = None,
         causal: str | None = None,
+        causal_unequal: bool = False,
         key_padding_mask: bool = False,
         varlen: bool = False,
         gqa: bool = False,
@@ -94,6 +96,10 @@ class Capabilities:
             (
                 causal is not None and causal not in caps.causal,
                 f"causal alignment {causal!r} not declared (capability: causal={sorted(caps.causal)})",
+            ),
+            (
+                causal_unequal and not caps.causal_unequal,
+                "causal masking with seqlen_q != seqlen_k not declared (capability: causal_unequal)",
             ),
             (key_padding_mask and not caps.key_padding_mask, "key-padding mask not declared (capability: key_padding_mask)"),
             (varlen and not caps.varlen, "packed variable-length batches not declared (capability: varlen)"),

@@ -2,7 +2,9 @@
 
 An output passes when ``max|out - golden| <= factor * max|ref - golden| + floor``, where ``ref`` ranges over the
 reference formulations run in the test dtype (the larger error counts: see ``reference.fused_formulation``) and
-``floor`` is twice the rounding error of storing the golden in that dtype. The measured ratio
+``floor`` is twice the error of one rounding at the data's magnitude: ``max|(golden + 0.3 - 0.3) - golden|`` in the
+test dtype, as flash-attention's Hopper tests do. It keeps a tensor that the references happen to compute
+exactly (a single key: out = v) from demanding bit-exactness. The measured ratio
 ``max|out - golden| / (max|ref - golden| + floor)`` is recorded for the report.
 """
 
@@ -56,7 +58,8 @@ def compare(tensor: str, actual: torch.Tensor, golden: torch.Tensor, references:
         raise AssertionError(f"{tensor}: {bad} non-finite value(s) (NaN or inf) in the result")
     err = _max_abs(actual.detach().double() - golden.to(actual.device))
     ref_err = max(_max_abs(ref.detach().double().to(golden.device) - golden) for ref in references)
-    rounding = _max_abs(golden.to(actual.dtype).double() - golden)
+    shifted = golden.to(actual.dtype) + 0.3
+    rounding = _max_abs((shifted - 0.3).double() - golden)
     return Comparison(tensor, err, ref_err, 2.0 * rounding + 1e-12, FACTORS[tensor])
 
 

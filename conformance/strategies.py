@@ -34,14 +34,17 @@ def dense_cases(draw, caps: Capabilities, *, max_len: int = 80) -> DenseCase:
     heads_q, heads_kv = draw(_heads(caps))
     mask_kinds = [None, "random", "prefix"] if caps.key_padding_mask else [None]
     limit = min(max_len, caps.max_seqlen or max_len)
+    causal = draw(_causal(caps))
+    seqlen_q = draw(st.integers(1, limit))
+    square = causal is not None and not caps.causal_unequal
     return DenseCase(
         batch=draw(st.integers(1, 2)),
-        seqlen_q=draw(st.integers(1, limit)),
-        seqlen_k=draw(st.integers(1, limit)),
+        seqlen_q=seqlen_q,
+        seqlen_k=seqlen_q if square else draw(st.integers(1, limit)),
         heads_q=heads_q,
         heads_kv=heads_kv,
         dtype=draw(_dtype(caps)),
-        causal=draw(_causal(caps)),
+        causal=causal,
         mask=draw(st.sampled_from(mask_kinds)),
     )
 
@@ -53,7 +56,7 @@ def varlen_cases(draw, caps: Capabilities, *, max_len: int = 40, max_batch: int 
     limit = min(max_len, caps.max_seqlen or max_len)
     causal = draw(_causal(caps))
     lengths_q = draw(st.lists(st.integers(0, limit), min_size=batch, max_size=batch))
-    if draw(st.booleans()):
+    if draw(st.booleans()) or (causal is not None and not caps.causal_unequal):
         lengths_k = lengths_q
     else:
         lengths_k = draw(st.lists(st.integers(0, limit), min_size=batch, max_size=batch))

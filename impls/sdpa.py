@@ -25,8 +25,8 @@ def sdpa_attention(q, k, v, *, backend: SDPBackend, key_padding_mask=None, causa
     """SDPA on [B, H, S, D] inputs with one pinned backend."""
     seqlen_q, seqlen_k = q.shape[-2], k.shape[-2]
     attn_mask, is_causal = None, False
-    if causal == TOP_LEFT and key_padding_mask is None:
-        is_causal = True  # the fast path every backend supports
+    if causal is not None and key_padding_mask is None and (causal == TOP_LEFT or seqlen_q == seqlen_k):
+        is_causal = True  # top-left, or square where both alignments agree: the path every backend takes
     elif causal is not None:
         attn_mask = causal_visibility(seqlen_q, seqlen_k, causal, device=q.device)[None, None]
     if key_padding_mask is not None:
@@ -84,9 +84,9 @@ _variant(
     Capabilities(
         devices={"cpu", "cuda"}, dtypes=ALL, head_dims={32, 64, 128}, causal={TOP_LEFT, BOTTOM_RIGHT},
         key_padding_mask=True, varlen=True, gqa=True, backward=True, deterministic=True, memory_efficient=True,
-        overrides={"cuda": dict(dtypes=HALF, causal={TOP_LEFT}, key_padding_mask=False, varlen=False,
+        overrides={"cuda": dict(dtypes=HALF, causal_unequal=False, key_padding_mask=False, varlen=False,
                                 deterministic=False)},
-        notes="CUDA: no attn_mask (so no key padding or bottom-right causal); fp16/bf16 only",
+        notes="CUDA: no attn_mask (so no key padding), causal only with seqlen_q == seqlen_k; fp16/bf16 only",
     ),
     "cuda" if torch.cuda.is_available() else "cpu",
     torch.float16 if torch.cuda.is_available() else torch.float32,
@@ -98,8 +98,8 @@ _variant(
     SDPBackend.EFFICIENT_ATTENTION,
     Capabilities(
         devices={"cuda"}, dtypes=ALL, head_dims={32, 64, 128}, causal={TOP_LEFT, BOTTOM_RIGHT},
-        key_padding_mask=True, varlen=True, gqa=True, backward=True, memory_efficient=True,
-        notes="backward uses atomics: not declared deterministic",
+        key_padding_mask=True, varlen=True, gqa=False, backward=True, memory_efficient=True,
+        notes="no enable_gqa (torch 2.11 finds no kernel); backward uses atomics: not declared deterministic",
     ),
     "cuda",
     torch.float16,
@@ -110,9 +110,9 @@ _variant(
     "sdpa-cudnn",
     SDPBackend.CUDNN_ATTENTION,
     Capabilities(
-        devices={"cuda"}, dtypes=HALF, head_dims={64, 128}, causal={TOP_LEFT},
+        devices={"cuda"}, dtypes=HALF, head_dims={64, 128}, causal={TOP_LEFT, BOTTOM_RIGHT}, causal_unequal=False,
         key_padding_mask=False, varlen=False, gqa=True, backward=True, memory_efficient=True,
-        notes="declared conservatively: mask and GQA support vary across cuDNN versions",
+        notes="declared conservatively: mask and GQA support vary across cuDNN versions; causal only when square",
     ),
     "cuda",
     torch.float16,
