@@ -1,0 +1,511 @@
+"""Turn saved results into ``reports/report.md`` and one self-contained ``reports/report.html``.
+
+    python -m attnconf.report [--reports DIR] [--baseline NNNN] [--history GLOB] [--threshold 10]
+
+Reads the conformance matrices (``reports/conformance/*.json``) and the pytest-benchmark histories
+(``reports/benchmarks/<device>-torch<version>/<machine>/NNNN_<name>.json``) and writes, per device and torch
+version: the saved runs, how each run compares with the baseline run, tables of TFLOP/s, time and peak memory,
+plots of TFLOP/s and peak memory per sequence against sequence length, and the history of one benchmark across
+runs. PNGs go to ``reports/plots/``; the HTML page embeds them, so it can be mailed or archived on its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import fnmatch
+import html
+import json
+import math
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import conformance_report
+
+DEFAULT_REPORTS = Path(__file__).resolve().parent.parent / "reports"
+PASS_ORDER = {"fwd": 0, "bwd": 1, "fwd_bwd": 2}
+MIB = 1 << 20
+
+
+# ---- loading ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    """One benchmark of one run: pytest-benchmark's name, its time statistics (seconds) and our extra_info."""
+
+    fullname: str
+    name: str
+    stats: dict
+    info: dict
+
+    @property
+    def impl(self) -> str:
+        return self.info.get("impl", "?")
+
+    def group_key(self) -> tuple:
+        """Results plotted in one figure: same layout, dtype and head dim."""
+        return self.info.get("layout", "?"), self.info.get("dtype", "?"), self.info.get("head_dim", 0)
+
+
+@dataclass
+class Run:
+    storage: str  # <device slug>-torch<version>
+    number: str  # pytest-benchmark's counter, "0001"
+    label: str  # the --benchmark-save name
+    datetime: str
+    machine: dict
+    commit: dict
+    results: dict[str, Result] = field(default_factory=dict)  # by fullname
+
+    @property
+    def title(self) -> str:
+        return f"{self.number}_{self.label}"
+
+
+def load_runs(storage_dir: Path) -> list[Run]:
+    """Every saved run of one storage folder, oldest first."""
+    runs = []
+    for path in sorted(storage_dir.glob("*/[0-9][0-9][0-9][0-9]_*.json")):
+        data = json.loads(path.read_text())
+        number, _, label = path.stem.partition("_")
+        run = Run(storage_dir.name, number, label, data.get("datetime", ""),
+                  data.get("machine_info", {}).get("attnconf", {}), data.get("commit_info", {}))
+        for bench in data.get("benchmarks", []):
+            run.results[bench["fullname"]] = Result(bench["fullname"], bench["name"], bench["stats"],
+                                                    bench.get("extra_info", {}))
+        runs.append(run)
+    runs.sort(key=lambda r: (r.number, r.datetime))
+    return runs
+
+
+def most_complete(runs: list[Run]) -> Run:
+    """The run the tables and plots show: the newest of those with the most results (a partial rerun never)."""
+    return max(runs, key=lambda r: (len(r.results), r.number))
+
+
+# ---- comparisons and history ------------------------------------------------------------------------------------
+
+
+def change(new: Result, old: Result, stat: str = "mean") -> float:
+    """Relative change of a time statistic: +0.25 means 25 % slower."""
+    return new.stats[stat] / old.stats[stat] - 1.0
+
+
+def regressions(run: Run, baseline: Run, threshold: float, stat: str = "mean") -> list[tuple[str, float]]:
+    """Benchmarks of ``run`` slower than in ``baseline`` by more than ``threshold`` (as pytest-benchmark's
+    ``--benchmark-compare-fail=mean:10%`` judges), worst first."""
+    found = [
+        (name, change(result, baseline.results[name], stat))
+        for name, result in run.results.items()
+        if name in baseline.results
+    ]
+    return sorted([(n, c) for n, c in found if c > threshold], key=lambda item: -item[1])
+
+
+def pick_history_benchmark(runs: list[Run], pattern: str | None = None) -> str | None:
+    """The benchmark whose history is plotted: the first name matching ``pattern``; otherwise the one present in
+    the most runs, then the one with the most FLOPs (the longest calls time most steadily)."""
+    names = sorted({name for run in runs for name in run.results})
+    if pattern:
+        matching = [n for n in names if fnmatch.fnmatchcase(n, pattern) or pattern in n]
+        return matching[0] if matching else None
+    if not names:
+        return None
+    count = {n: sum(n in r.results for r in runs) for n in names}
+    flops = {n: max(r.results[n].info.get("flops", 0) for r in runs if n in r.results) for n in names}
+    return max(names, key=lambda n: (count[n], flops[n], n))
+
+
+# ---- formatting -------------------------------------------------------------------------------------------------
+
+
+def fmt_number(value: float | None, digits: int = 3) -> str:
+    """Three significant digits, no exponent for the usual ranges (0.0123, 1.23, 312)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if value == 0:
+        return "0"
+    magnitude = math.floor(math.log10(abs(value)))
+    decimals = max(0, digits - 1 - magnitude)
+    return f"{value:.{decimals}f}"
+
+
+def fmt_bytes(value: int | None) -> str:
+    return "–" if value is None else f"{fmt_number(value / MIB)} MiB"
+
+
+def fmt_percent(value: float) -> str:
+    return f"{value * 100:+.1f} %"
+
+
+def md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return lines
+
+
+def machine_line(machine: dict) -> str:
+    parts = [machine.get("device_name", "?"), f"torch {machine.get('torch')}"]
+    for key, label in (("cuda", "CUDA"), ("cudnn", "cuDNN"), ("triton", "triton"), ("flash_attn", "flash-attn")):
+        if machine.get(key):
+            parts.append(f"{label} {machine[key]}")
+    return ", ".join(parts)
+
+
+# ---- plots ------------------------------------------------------------------------------------------------------
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def impl_colors(names) -> dict[str, tuple]:
+    """One colour per implementation, the same in every figure of the report."""
+    plt = _pyplot()
+    palette = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+    return {name: palette(i % palette.N) for i, name in enumerate(sorted(names))}
+
+
+def _series(results: list[Result], value) -> dict[str, list[tuple[int, float]]]:
+    by_impl: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    for r in results:
+        y = value(r)
+        if y is not None and y > 0:
+            by_impl[r.impl].append((r.info["seqlen"], y))
+    return {impl: sorted(points) for impl, points in by_impl.items()}
+
+
+def growth_exponent(points: list[tuple[int, float]]) -> float | None:
+    """Least-squares slope of log(y) against log(S): 1 for linear growth, 2 for quadratic."""
+    if len(points) < 2:
+        return None
+    xs = [math.log(x) for x, _ in points]
+    ys = [math.log(y) for _, y in points]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx if sxx else None
+
+
+def plot_tflops(results: list[Result], colors: dict, title: str, path: Path) -> Path:
+    """Grid: rows are passes, columns full / causal; TFLOP/s against sequence length, one line per implementation."""
+    plt = _pyplot()
+    passes = sorted({r.info["pass"] for r in results}, key=PASS_ORDER.get)
+    masks = sorted({bool(r.info["causal"]) for r in results})
+    fig, axes = plt.subplots(len(passes), len(masks), figsize=(5.2 * len(masks), 3.4 * len(passes)), squeeze=False)
+    for i, pass_ in enumerate(passes):
+        for j, causal in enumerate(masks):
+            ax = axes[i][j]
+            cell = [r for r in results if r.info["pass"] == pass_ and bool(r.info["causal"]) == causal]
+            for impl, points in sorted(_series(cell, lambda r: r.info.get("tflops")).items()):
+                ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=impl, color=colors[impl])
+            ax.set_xscale("log", base=2)
+            ax.set_title(f"{pass_}, {'causal' if causal else 'full'} mask", fontsize=10)
+            ax.set_xlabel("sequence length")
+            ax.set_ylabel("TFLOP/s (median)")
+            ax.set_ylim(bottom=0)
+            ax.grid(True, alpha=0.3)
+    _legend(fig, axes)
+    fig.suptitle(title, fontsize=11)
+    return _save(fig, path)
+
+
+def plot_memory(results: list[Result], colors: dict, title: str, path: Path) -> Path:
+    """Columns are passes; peak memory of one call divided by the batch size, against sequence length (log-log).
+
+    Dividing by the batch makes runs with a fixed token count (batch x seqlen) comparable: a linear-memory kernel
+    rises with slope 1, one that materialises the score matrix with slope 2 (the legend gives the fitted slope).
+    """
+    plt = _pyplot()
+    passes = sorted({r.info["pass"] for r in results}, key=PASS_ORDER.get)
+    fig, axes = plt.subplots(1, len(passes), figsize=(5.2 * len(passes), 3.8), squeeze=False)
+    full = [r for r in results if not r.info.get("causal")] or results
+    for j, pass_ in enumerate(passes):
+        ax = axes[0][j]
+        cell = [r for r in full if r.info["pass"] == pass_]
+        series = _series(cell, lambda r: _per_sequence(r))
+        for impl, points in sorted(series.items()):
+            slope = growth_exponent(points)
+            label = impl + (f" (∝ S^{slope:.1f})" if slope is not None else "")
+            ax.plot([p[0] for p in points], [p[1] / MIB for p in points], marker="o", label=label,
+                    color=colors[impl])
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_title(f"{pass_}", fontsize=10)
+        ax.set_xlabel("sequence length")
+        ax.set_ylabel("peak memory per sequence (MiB)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=11)
+    return _save(fig, path)
+
+
+def _per_sequence(r: Result) -> float | None:
+    peak = r.info.get("peak_memory_bytes")
+    return None if peak is None else peak / max(1, r.info.get("batch", 1))
+
+
+def plot_history(runs: list[Run], name: str, baseline: Run, threshold: float, path: Path) -> Path:
+    """Mean time (with min-max whiskers) of one benchmark in every run; runs beyond the threshold in red."""
+    plt = _pyplot()
+    present = [r for r in runs if name in r.results]
+    base = baseline.results.get(name) or present[0].results[name]
+    xs = list(range(len(present)))
+    means = [r.results[name].stats["mean"] * 1e3 for r in present]
+    lows = [m - r.results[name].stats["min"] * 1e3 for m, r in zip(means, present)]
+    highs = [r.results[name].stats["max"] * 1e3 - m for m, r in zip(means, present)]
+    changes = [change(r.results[name], base) for r in present]
+    colors = ["tab:red" if c > threshold else "tab:blue" for c in changes]
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(present) + 3), 4.0))
+    base_ms = base.stats["mean"] * 1e3
+    ax.axhspan(base_ms * (1 - threshold), base_ms * (1 + threshold), color="tab:green", alpha=0.12,
+               label=f"baseline mean ± {threshold:.0%}")
+    ax.axhline(base_ms, color="tab:green", lw=1)
+    ax.errorbar(xs, means, yerr=[lows, highs], fmt="none", ecolor="gray", capsize=4, lw=1)
+    ax.scatter(xs, means, c=colors, zorder=3, s=40)
+    for x, m, c in zip(xs, means, changes):
+        ax.annotate(fmt_percent(c), (x, m), textcoords="offset points", xytext=(8, 4), fontsize=8)
+    ax.set_xticks(xs, [f"{r.title}\n{r.datetime[:10]}" for r in present], fontsize=8)
+    ax.set_ylabel("mean time per call (ms)")
+    ax.set_ylim(bottom=0)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(f"history of {name}\n(red: slower than the baseline by more than {threshold:.0%})", fontsize=9)
+    return _save(fig, path)
+
+
+def _legend(fig, axes) -> None:
+    handles, labels = {}, []
+    for row in axes:
+        for ax in row:
+            for h, label in zip(*ax.get_legend_handles_labels()):
+                if label not in handles:
+                    handles[label] = h
+                    labels.append(label)
+    if labels:
+        fig.legend([handles[label] for label in labels], labels, loc="upper right", fontsize=8)
+        fig.tight_layout(rect=(0, 0, 0.84, 0.95))
+
+
+def _save(fig, path: Path) -> Path:
+    plt = _pyplot()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not fig.get_layout_engine():
+        fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# ---- the page ---------------------------------------------------------------------------------------------------
+
+
+def conformance_section(reports: Path) -> list[str]:
+    lines = ["## Conformance", ""]
+    files = sorted((reports / "conformance").glob("*.json"))
+    if not files:
+        return lines + ["No conformance matrix saved yet (`python -m pytest` writes one).", ""]
+    for path in files:
+        data = json.loads(path.read_text())
+        matrix = conformance_report.markdown(data["records"], data["meta"])
+        lines += [re.sub(r"^(#+)", r"##\1", line) for line in matrix.splitlines()]  # nest under this section
+        lines.append("")
+    return lines
+
+
+def benchmark_section(storage: Path, reports: Path, *, baseline_number: str | None, history: str | None,
+                      threshold: float, colors: dict) -> list[str]:
+    runs = load_runs(storage)
+    if not runs:
+        return []
+    shown = most_complete(runs)
+    baseline = next((r for r in runs if r.number == baseline_number), runs[0])
+    plots = reports / "plots"
+    lines = [f"### {machine_line(shown.machine)}", "", f"Storage `{storage.relative_to(reports)}`.", ""]
+
+    lines += ["#### Saved runs", ""]
+    rows = []
+    for run in runs:
+        found = regressions(run, baseline, threshold) if run is not baseline else []
+        common = sum(name in baseline.results for name in run.results)
+        verdict = ("baseline" if run is baseline else
+                   f"{len(found)} of {common} slower by > {threshold:.0%}" + (f" (worst {fmt_percent(found[0][1])})"
+                                                                           if found else ""))
+        impls = sorted({r.impl for r in run.results.values()})
+        rows.append([run.title, run.datetime[:19].replace("T", " "), str(run.commit.get("id", ""))[:10],
+                     str(len(run.results)), ", ".join(impls), verdict])
+    lines += md_table(["run", "date (UTC)", "commit", "results", "implementations", f"mean vs {baseline.title}"],
+                      rows)
+    lines += ["", f"Tables and plots below show run `{shown.title}`: TFLOP/s from the median time (FLOPs counted "
+              "exactly for causal masks and packed batches; backward = 2.5 x forward), peak memory of one call "
+              f"measured with {shown_method(shown)}.", ""]
+
+    groups: dict[tuple, list[Result]] = defaultdict(list)
+    for result in shown.results.values():
+        groups[result.group_key()].append(result)
+    for key in sorted(groups, key=lambda k: (k[0] != "dense", k[2], k[1])):
+        layout, dtype, head_dim = key
+        results = groups[key]
+        heading = f"{layout}, {dtype}, head dim {head_dim}"
+        stem = f"{storage.name}-{layout}-{dtype}-d{head_dim}"
+        title = f"{machine_line(shown.machine)}\n{heading}"
+        lines += [f"#### {heading}", ""]
+        if len({r.info['seqlen'] for r in results}) > 1:
+            tflops_png = plot_tflops(results, colors, title, plots / f"{stem}-tflops.png")
+            memory_png = plot_memory(results, colors, title, plots / f"{stem}-memory.png")
+            lines += [f"![TFLOP/s, {heading}]({tflops_png.relative_to(reports)})", "",
+                      f"![peak memory, {heading}]({memory_png.relative_to(reports)})", ""]
+        lines += results_table(results) + [""]
+
+    name = pick_history_benchmark(runs, history)
+    if name and sum(name in r.results for r in runs) >= 1:
+        png = plot_history(runs, name, baseline, threshold, plots / f"{storage.name}-history.png")
+        lines += ["#### History", "", f"`{name}` across the saved runs, against `{baseline.title}`.", "",
+                  f"![history]({png.relative_to(reports)})", ""]
+        rows = []
+        for run in runs:
+            if name in run.results:
+                r = run.results[name]
+                base = baseline.results.get(name)
+                rows.append([run.title, f"{fmt_number(r.stats['mean'] * 1e3)} ms",
+                             f"{fmt_number(r.stats['median'] * 1e3)} ms", str(r.stats.get("rounds", "")),
+                             fmt_percent(change(r, base)) if base else "–"])
+        lines += md_table(["run", "mean", "median", "rounds", "mean vs baseline"], rows) + [""]
+    return lines
+
+
+def shown_method(run: Run) -> str:
+    methods = {r.info.get("memory_method") for r in run.results.values()} - {None}
+    return " / ".join(f"`{m}`" for m in sorted(methods)) or "–"
+
+
+def results_table(results: list[Result]) -> list[str]:
+    """Rows: pass, mask, shape; columns: implementations; cells: TFLOP/s · median time · peak memory."""
+    impls = sorted({r.impl for r in results})
+    rows: dict[tuple, dict[str, Result]] = defaultdict(dict)
+    for r in results:
+        i = r.info
+        rows[(PASS_ORDER.get(i["pass"], 9), i["pass"], bool(i["causal"]), i["seqlen"], i["batch"], i["heads"])][
+            r.impl] = r
+    table = []
+    for key in sorted(rows):
+        _, pass_, causal, seqlen, batch, heads = key
+        cells = []
+        for impl in impls:
+            r = rows[key].get(impl)
+            cells.append("–" if r is None else f"{fmt_number(r.info.get('tflops'))} · "
+                         f"{fmt_number(r.stats['median'] * 1e3)} ms · {fmt_bytes(r.info.get('peak_memory_bytes'))}")
+        table.append([pass_, "causal" if causal else "full", f"B={batch} H={heads} S={seqlen}", *cells])
+    return (["TFLOP/s · median time · peak memory of one call; – : not run (outside the manifest, unavailable, "
+             "or out of memory).", ""]
+            + md_table(["pass", "mask", "shape", *impls], table))
+
+
+def build_markdown(reports: Path, *, baseline: str | None = None, history: str | None = None,
+                   threshold: float = 0.10) -> str:
+    storages = sorted(p for p in (reports / "benchmarks").glob("*") if p.is_dir())
+    impls = {r.impl for s in storages for run in load_runs(s) for r in run.results.values()}
+    colors = impl_colors(impls)
+    lines = ["# attnconf report", "",
+             "Generated by `python -m attnconf.report` from the saved results under `reports/`; never edited by "
+             "hand.", ""]
+    lines += conformance_section(reports)
+    lines += ["## Benchmarks", ""]
+    sections = [benchmark_section(s, reports, baseline_number=baseline, history=history, threshold=threshold,
+                                  colors=colors) for s in storages]
+    if not any(sections):
+        lines += ["No benchmark run saved yet (see the README's benchmark commands).", ""]
+    for section in sections:
+        lines += section
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# ---- Markdown to self-contained HTML ----------------------------------------------------------------------------
+
+_IMAGE = re.compile(r"^!\[([^\]]*)\]\(([^)]+)\)$")
+
+
+def _inline(text: str) -> str:
+    out = html.escape(text, quote=False)
+    out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
+    return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", out)
+
+
+def _table_html(lines: list[str]) -> str:
+    def cells(line: str) -> list[str]:
+        parts = re.split(r"(?<!\\)\|", line.strip().strip("|"))
+        return [p.strip().replace("\\|", "|") for p in parts]
+
+    head = "".join(f"<th>{_inline(c)}</th>" for c in cells(lines[0]))
+    body = "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in cells(line)) + "</tr>" for line in lines[2:])
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def markdown_to_html(text: str, base: Path) -> str:
+    """The subset of Markdown this report writes (headings, paragraphs, lists, tables, images) as one HTML page;
+    images are read from ``base`` and embedded as base64 PNG."""
+    parts, block = [], []
+
+    def flush() -> None:
+        if not block:
+            return
+        if all(line.startswith("|") for line in block):
+            parts.append(_table_html(block))
+        elif all(line.startswith("- ") for line in block):
+            parts.append("<ul>" + "".join(f"<li>{_inline(line[2:])}</li>" for line in block) + "</ul>")
+        else:
+            parts.append(f"<p>{_inline(' '.join(block))}</p>")
+        block.clear()
+
+    for line in text.splitlines():
+        heading = re.match(r"^(#{1,6})\s+(.*)$", line)
+        image = _IMAGE.match(line.strip())
+        if heading or image or not line.strip():
+            flush()
+        if heading:
+            level = len(heading.group(1))
+            parts.append(f"<h{level}>{_inline(heading.group(2))}</h{level}>")
+        elif image:
+            data = base64.b64encode((base / image.group(2)).read_bytes()).decode()
+            parts.append(f'<p><img alt="{html.escape(image.group(1))}" src="data:image/png;base64,{data}"></p>')
+        elif line.strip():
+            block.append(line)
+    flush()
+    style = ("body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1400px;padding:0 1em}"
+             "table{border-collapse:collapse;font-size:12px;margin:1em 0}td,th{border:1px solid #ccc;"
+             "padding:3px 6px;text-align:left}th{background:#f3f3f3}img{max-width:100%}code{background:#f3f3f3}")
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>attnconf report</title>"
+            f"<style>{style}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
+
+
+def write(reports: Path, **options) -> tuple[Path, Path]:
+    text = build_markdown(reports, **options)
+    md_path, html_path = reports / "report.md", reports / "report.html"
+    md_path.write_text(text)
+    html_path.write_text(markdown_to_html(text, reports))
+    return md_path, html_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m attnconf.report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reports", type=Path, default=DEFAULT_REPORTS, help="the reports folder (default: %(default)s)")
+    parser.add_argument("--baseline", help="run number the others are compared with (default: each storage's first)")
+    parser.add_argument("--history", metavar="GLOB", help="benchmark whose history is plotted (default: the one in "
+                        "the most runs, then the largest)")
+    parser.add_argument("--threshold", type=float, default=10.0, help="regression threshold in percent (default 10)")
+    args = parser.parse_args(argv)
+    md_path, html_path = write(args.reports, baseline=args.baseline, history=args.history,
+                               threshold=args.threshold / 100)
+    print(f"wrote {md_path} and {html_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,133 @@
+"""pytest wiring of the benchmark suite: which set runs, where results are stored, what each saved run records,
+and skipping the whole suite where timings would mean nothing.
+
+Run from the repository root: ``python -m pytest benchmarks --benchmark-only`` (see the README). Every registered
+implementation is benchmarked through the ``impl`` fixture of the attnconf plugin; each case runs only where the
+implementation's capability manifest declares it.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from attnconf import benchmarking
+from attnconf.pytest_plugin import resolve_device
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("attnconf-benchmarks", "attention benchmarks")
+    group.addoption(
+        "--bench-set",
+        choices=["auto", *benchmarking.BENCH_SETS],
+        default="auto",
+        help="benchmark set: 'cpu' (small, minutes on a laptop), 'gpu' (the full set); auto picks by --device",
+    )
+
+
+def _xdist_active(config: pytest.Config) -> bool:
+    return (
+        config.getoption("dist", "no") not in ("no", None)
+        or "PYTEST_XDIST_WORKER" in os.environ
+        or hasattr(config, "workerinput")
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    device = resolve_device(config.getoption("--device"))
+    config.attnconf_bench_device = device
+    # pytest-benchmark keys its default folder by OS and Python only; give each device and torch version its own
+    # history, so that a CPU run is never compared with a GPU run. An explicit --benchmark-storage wins.
+    if not any(arg.startswith("--benchmark-storage") for arg in config.invocation_params.args):
+        config.option.benchmark_storage = f"file://{benchmarking.storage_dir(device)}"
+    choice = config.getoption("--bench-set")
+    config.attnconf_bench_set = ("gpu" if device.type == "cuda" else "cpu") if choice == "auto" else choice
+    config.attnconf_bench_disabled = benchmarking.suite_disabled_reason(
+        xdist_active=_xdist_active(config),
+        disabled=config.getoption("benchmark_disable") and not config.getoption("benchmark_enable"),
+    )
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    lines = [
+        f"attnconf benchmarks: set {config.attnconf_bench_set}, storage {config.getoption('benchmark_storage')}",
+    ]
+    if config.attnconf_bench_disabled:
+        lines.append(f"attnconf {config.attnconf_bench_disabled}")
+    return lines
+
+
+@pytest.hookimpl(trylast=True)  # after the plugin's ``impl`` parametrization, so ids read "<impl>-<case>"
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    for layout in benchmarking.LAYOUTS:
+        name = f"{layout}_case"
+        if name in metafunc.fixturenames:
+            cases = [c for c in benchmarking.BENCH_SETS[metafunc.config.attnconf_bench_set]() if c.layout == layout]
+            metafunc.parametrize(name, cases, ids=[c.id for c in cases])
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    reason = config.attnconf_bench_disabled
+    if not reason:
+        return
+    for item in items:
+        if "benchmark" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
+    if config.attnconf_bench_disabled:
+        terminalreporter.write_line(f"attnconf {config.attnconf_bench_disabled}", yellow=True)
+
+
+@pytest.fixture(scope="session")
+def cache_flusher(device: torch.device) -> benchmarking.CacheFlusher:
+    return benchmarking.CacheFlusher(device)
+
+
+@pytest.fixture
+def run_case(benchmark, impl, device, cache_flusher, request):
+    """``run_case(case)``: skip outside the manifest (or when the shape does not fit on the GPU), else benchmark."""
+    config = request.config
+
+    def run(case: benchmarking.BenchCase) -> dict:
+        reason = benchmarking.skip_reason(impl, case, device)
+        if reason:
+            pytest.skip(f"{impl.name}: {reason}")
+        out_of_memory = None
+        try:
+            return benchmarking.run_benchmark(
+                benchmark, impl, case, device, flush=cache_flusher,
+                max_time=float(config.getoption("benchmark_max_time")),
+                min_rounds=config.getoption("benchmark_min_rounds"),
+            )
+        except torch.cuda.OutOfMemoryError as exc:
+            out_of_memory = str(exc).splitlines()[0]
+        # outside the except block, so the traceback's frames (and their tensors) are gone before the cache is freed
+        torch.cuda.empty_cache()
+        pytest.skip(f"{impl.name}: out of GPU memory at this shape ({out_of_memory})")
+
+    return run
+
+
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
+    machine_info["attnconf"] = benchmarking.machine_info(config.attnconf_bench_device)
+
+
+def pytest_benchmark_update_json(config: pytest.Config, benchmarks, output_json: dict) -> None:
+    for bench in output_json["benchmarks"]:  # parameters by name, not as unserializable objects
+        bench["params"] = {key: _plain(value) for key, value in (bench.get("params") or {}).items()}
+    output_json["attnconf"] = {
+        "bench_set": config.attnconf_bench_set,
+        "storage": benchmarking.storage_name(config.attnconf_bench_device),
+        "implementations": {i.name: i.description for i in config.attnconf_impls},
+        "args": list(config.invocation_params.args),
+    }
+
+
+def _plain(value):
+    if isinstance(value, benchmarking.BenchCase):
+        return value.id
+    return getattr(value, "name", value)
