@@ -1,0 +1,379 @@
+"""Triton kernels of the FlashAttention-2 algorithm: a forward pass and a three-kernel backward pass.
+
+Every kernel works on one batch element and one head at a time, with tiles of ``BLOCK_M`` query rows and
+``BLOCK_N`` key rows. The same code serves dense batches (``IS_VARLEN=False``: sequence ``b`` starts at
+``b * stride_batch``) and packed ones (``IS_VARLEN=True``: sequence ``b`` is rows ``cu_seqlens[b]:cu_seqlens[b+1]``),
+so a packed batch is never padded to its longest sequence; programs beyond a short sequence return at once.
+
+Conventions shared by all kernels:
+
+- scores are kept in base 2: ``s = (q . k) * scale * log2(e)``, so ``exp2`` replaces ``exp``; the saved
+  log-sum-exp ``lse`` is in the same base-2 units (it never leaves this module's Python wrapper);
+- a key is visible to query row ``i`` when it is inside its sequence, allowed by the key-padding mask, and (causal)
+  ``j <= i + diag`` with ``diag = 0`` (top-left) or ``Sk - Sq`` (bottom-right);
+- a row that sees no key gets output 0 and ``lse = +inf``, so the backward's recomputed ``p = exp2(s - lse)`` is
+  exactly 0 for it: its dQ is 0 and it adds nothing to dK or dV, with no NaN (``-inf - inf`` is ``-inf``);
+- masked scores are set to ``-inf`` (never to a large finite number), so masked keys get exactly zero probability,
+  hence exactly zero dK and dV;
+- loops over key (or query) blocks run in two phases: blocks every row of the tile sees in full, without any
+  visibility arithmetic, then the blocks on the causal diagonal or the sequence end, with it.
+
+``UPCAST`` casts the operands of every ``tl.dot`` to float32; the wrapper sets it only under the Triton interpreter
+(``TRITON_INTERPRET=1``, how CI runs these kernels on CPUs) for bfloat16, which the interpreter cannot multiply.
+``PRECISION`` is ``tl.dot``'s ``input_precision``: "ieee" for float32 inputs (the default, tf32, would round them
+to 10-bit mantissas), "tf32" (ignored) for 16-bit ones.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+LOG2E = 1.4426950408889634  # log2(e): exp(x) == exp2(x * LOG2E)
+
+# sequence lengths and the causal alignment change from call to call: compiling a variant for each (Triton
+# specialises integer arguments equal to 1 or divisible by 16) would only cost compile time
+_RUNTIME_INTS = ["seqlen_q", "seqlen_k", "bottom_right", "group"]
+
+
+@triton.jit
+def _dot(a, b, UPCAST: tl.constexpr, PRECISION: tl.constexpr):
+    if UPCAST:
+        a = a.to(tl.float32)
+        b = b.to(tl.float32)
+    return tl.dot(a, b, input_precision=PRECISION)
+
+
+@triton.jit
+def _sequence(CU, b, dense_length, IS_VARLEN: tl.constexpr):
+    """(first row, length) of sequence ``b``: from cu_seqlens when packed, else (0, the dense length)."""
+    if IS_VARLEN:
+        first = tl.load(CU + b)
+        length = tl.load(CU + b + 1) - first
+        start = first.to(tl.int64)  # packed totals times the row stride can pass 2**31
+    else:
+        start = 0
+        length = dense_length
+    return start, length
+
+
+@triton.jit
+def _key_block_visibility(s, rows, cols, seqlen_k, diag, kpm_row, stride_mask_s,
+                          CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, MASKED: tl.constexpr):
+    """``s`` [BLOCK_M, BLOCK_N] with invisible keys set to -inf."""
+    if MASKED:
+        visible = cols[None, :] < seqlen_k
+        if CAUSAL:
+            visible = visible & (cols[None, :] <= rows[:, None] + diag)
+        s = tl.where(visible, s, float("-inf"))
+    if HAS_KPM:
+        keep = tl.load(kpm_row + cols * stride_mask_s, mask=cols < seqlen_k, other=0) != 0
+        s = tl.where(keep[None, :], s, float("-inf"))
+    return s
+
+
+# ---- forward ---------------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _forward_key_blocks(acc, row_sum, row_max, q, k_base, v_base, kpm_row, rows, offs_n, offs_d,
+                        stride_k_s, stride_v_s, stride_mask_s, lo, hi, seqlen_k, diag, qk_scale,
+                        BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr,
+                        MASKED: tl.constexpr, UPCAST: tl.constexpr, PRECISION: tl.constexpr):
+    """Online softmax over key blocks [lo, hi): rescale the running sum and output whenever the max grows."""
+    for start_n in range(lo, hi, BLOCK_N):
+        cols = start_n + offs_n
+        in_seq = cols < seqlen_k
+        k_t = tl.load(k_base + cols[None, :] * stride_k_s + offs_d[:, None], mask=in_seq[None, :], other=0.0)
+        s = _dot(q, k_t, UPCAST, PRECISION) * qk_scale
+        s = _key_block_visibility(s, rows, cols, seqlen_k, diag, kpm_row, stride_mask_s, CAUSAL, HAS_KPM, MASKED)
+        new_max = tl.maximum(row_max, tl.max(s, 1))
+        # a row that has seen no visible key yet keeps max -inf: subtract 0 instead, so exp2(-inf) stays 0, not NaN
+        shift = tl.where(new_max == float("-inf"), 0.0, new_max)
+        p = tl.exp2(s - shift[:, None])
+        correction = tl.exp2(row_max - shift)
+        row_sum = row_sum * correction + tl.sum(p, 1)
+        v = tl.load(v_base + cols[:, None] * stride_v_s + offs_d[None, :], mask=in_seq[:, None], other=0.0)
+        acc = acc * correction[:, None] + _dot(p.to(v.dtype), v, UPCAST, PRECISION)
+        row_max = new_max
+    return acc, row_sum, row_max
+
+
+@triton.jit(do_not_specialize=_RUNTIME_INTS)
+def attention_forward_kernel(
+    Q, K, V, O, LSE, KPM, CU_Q, CU_K,
+    stride_q_b, stride_q_s, stride_q_h,
+    stride_k_b, stride_k_s, stride_k_h,
+    stride_v_b, stride_v_s, stride_v_h,
+    stride_o_b, stride_o_s, stride_o_h,
+    stride_lse_b, stride_lse_h,
+    stride_mask_b, stride_mask_s,
+    seqlen_q, seqlen_k, group, qk_scale, bottom_right,
+    HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, IS_VARLEN: tl.constexpr,
+    UPCAST: tl.constexpr, PRECISION: tl.constexpr,
+):
+    """One program: BLOCK_M query rows of one head of one sequence. Writes O and the base-2 log-sum-exp."""
+    pid_m, head, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    q_start, len_q = _sequence(CU_Q, b, seqlen_q, IS_VARLEN)
+    k_start, len_k = _sequence(CU_K, b, seqlen_k, IS_VARLEN)
+    start_m = pid_m * BLOCK_M
+    if start_m >= len_q:
+        return
+    kv_head = head // group  # grouped-query attention: `group` query heads share one kv head
+    b64 = b.to(tl.int64)
+    q_base = Q + b64 * stride_q_b + q_start * stride_q_s + head * stride_q_h
+    k_base = K + b64 * stride_k_b + k_start * stride_k_s + kv_head * stride_k_h
+    v_base = V + b64 * stride_v_b + k_start * stride_v_s + kv_head * stride_v_h
+    kpm_row = KPM + b64 * stride_mask_b
+
+    rows = start_m + tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, HEAD_DIM)
+    q = tl.load(q_base + rows[:, None] * stride_q_s + offs_d[None, :], mask=rows[:, None] < len_q, other=0.0)
+
+    diag = (len_k - len_q) * bottom_right
+    if CAUSAL:
+        # keys seen by some row of the tile end at the last row's diagonal; keys seen by every row, at the first's
+        hi = tl.minimum(len_k, tl.maximum(start_m + BLOCK_M + diag, 0))
+        full = tl.minimum(hi, tl.maximum(start_m + diag + 1, 0))
+    else:
+        hi = len_k
+        full = len_k
+    full = full // BLOCK_N * BLOCK_N
+
+    row_max = tl.full([BLOCK_M], float("-inf"), tl.float32)
+    row_sum = tl.zeros([BLOCK_M], tl.float32)
+    acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
+    acc, row_sum, row_max = _forward_key_blocks(
+        acc, row_sum, row_max, q, k_base, v_base, kpm_row, rows, offs_n, offs_d, stride_k_s, stride_v_s,
+        stride_mask_s, 0, full, len_k, diag, qk_scale, BLOCK_N, CAUSAL, HAS_KPM, False, UPCAST, PRECISION)
+    acc, row_sum, row_max = _forward_key_blocks(
+        acc, row_sum, row_max, q, k_base, v_base, kpm_row, rows, offs_n, offs_d, stride_k_s, stride_v_s,
+        stride_mask_s, full, hi, len_k, diag, qk_scale, BLOCK_N, CAUSAL, HAS_KPM, True, UPCAST, PRECISION)
+
+    seen = row_sum > 0
+    out = acc / tl.where(seen, row_sum, 1.0)[:, None]
+    lse = tl.where(seen, row_max + tl.log2(tl.where(seen, row_sum, 1.0)), float("inf"))
+    in_seq = rows < len_q
+    o_base = O + b64 * stride_o_b + q_start * stride_o_s + head * stride_o_h
+    tl.store(o_base + rows[:, None] * stride_o_s + offs_d[None, :], out.to(O.dtype.element_ty), mask=in_seq[:, None])
+    lse_base = LSE + b64 * stride_lse_b + head * stride_lse_h + q_start
+    tl.store(lse_base + rows, lse, mask=in_seq)
+
+
+# ---- backward --------------------------------------------------------------------------------------------------
+
+
+@triton.jit(do_not_specialize=_RUNTIME_INTS)
+def attention_backward_preprocess_kernel(
+    O, DO, DELTA, CU_Q,
+    stride_o_b, stride_o_s, stride_o_h,
+    stride_do_b, stride_do_s, stride_do_h,
+    stride_delta_b, stride_delta_h,
+    seqlen_q,
+    HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, IS_VARLEN: tl.constexpr,
+):
+    """delta = rowsum(dO * O) in float32, the term the softmax's backward subtracts: dS = P * (dP - delta)."""
+    pid_m, head, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    q_start, len_q = _sequence(CU_Q, b, seqlen_q, IS_VARLEN)
+    start_m = pid_m * BLOCK_M
+    if start_m >= len_q:
+        return
+    b64 = b.to(tl.int64)
+    rows = start_m + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, HEAD_DIM)
+    in_seq = rows < len_q
+    o_base = O + b64 * stride_o_b + q_start * stride_o_s + head * stride_o_h
+    do_base = DO + b64 * stride_do_b + q_start * stride_do_s + head * stride_do_h
+    o = tl.load(o_base + rows[:, None] * stride_o_s + offs_d[None, :], mask=in_seq[:, None], other=0.0)
+    do = tl.load(do_base + rows[:, None] * stride_do_s + offs_d[None, :], mask=in_seq[:, None], other=0.0)
+    delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)
+    tl.store(DELTA + b64 * stride_delta_b + head * stride_delta_h + q_start + rows, delta, mask=in_seq)
+
+
+@triton.jit
+def _dkdv_query_blocks(dk, dv, k_t, v_t, q_base, do_base, lse_base, delta_base, keep, cols, offs_m, offs_d,
+                       stride_q_s, stride_do_s, lo, hi, len_q, diag, qk_scale,
+                       BLOCK_M: tl.constexpr, CAUSAL_MASK: tl.constexpr, HAS_KPM: tl.constexpr,
+                       UPCAST: tl.constexpr, PRECISION: tl.constexpr):
+    """Accumulate one head's contributions to dK and dV of one key tile over query blocks [lo, hi).
+
+    Scores are recomputed exactly as the forward computed them (q times transposed k, same operand roles), so the
+    recomputed p matches the forward's log-sum-exp to the last bit where the hardware allows; a transposed product
+    (k times transposed q) rounds differently, and near-one-hot rows (large logits) then lose float32 accuracy in dV.
+    Rows past the sequence load q = dO = 0 and lse = +inf, so their p is exactly 0.
+    """
+    for start_m in range(lo, hi, BLOCK_M):
+        rows = start_m + offs_m
+        in_seq = rows < len_q
+        q = tl.load(q_base + rows[:, None] * stride_q_s + offs_d[None, :], mask=in_seq[:, None], other=0.0)
+        lse = tl.load(lse_base + rows, mask=in_seq, other=float("inf"))
+        s = _dot(q, k_t, UPCAST, PRECISION) * qk_scale
+        if CAUSAL_MASK:
+            s = tl.where(cols[None, :] <= rows[:, None] + diag, s, float("-inf"))
+        if HAS_KPM:
+            s = tl.where(keep[None, :], s, float("-inf"))
+        p = tl.exp2(s - lse[:, None])
+        do = tl.load(do_base + rows[:, None] * stride_do_s + offs_d[None, :], mask=in_seq[:, None], other=0.0)
+        dv += _dot(tl.trans(p.to(do.dtype)), do, UPCAST, PRECISION)
+        delta = tl.load(delta_base + rows, mask=in_seq, other=0.0)
+        dp = _dot(do, v_t, UPCAST, PRECISION)
+        ds = p * (dp - delta[:, None])
+        dk += _dot(tl.trans(ds.to(q.dtype)), q, UPCAST, PRECISION)
+    return dk, dv
+
+
+@triton.jit(do_not_specialize=_RUNTIME_INTS)
+def attention_backward_dkdv_kernel(
+    Q, K, V, DO, LSE, DELTA, DK, DV, KPM, CU_Q, CU_K,
+    stride_q_b, stride_q_s, stride_q_h,
+    stride_k_b, stride_k_s, stride_k_h,
+    stride_v_b, stride_v_s, stride_v_h,
+    stride_do_b, stride_do_s, stride_do_h,
+    stride_dk_b, stride_dk_s, stride_dk_h,
+    stride_dv_b, stride_dv_s, stride_dv_h,
+    stride_lse_b, stride_lse_h,
+    stride_mask_b, stride_mask_s,
+    seqlen_q, seqlen_k, group, qk_scale, sm_scale, bottom_right,
+    HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, IS_VARLEN: tl.constexpr,
+    UPCAST: tl.constexpr, PRECISION: tl.constexpr,
+):
+    """One program: dK and dV of BLOCK_N keys of one kv head, summed over the query heads of its group.
+
+    One program owns each dK/dV tile and loops over the whole group itself, so there are no atomic adds: the
+    summation order is fixed and the result is bit-identical from run to run.
+    """
+    pid_n, kv_head, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    q_start, len_q = _sequence(CU_Q, b, seqlen_q, IS_VARLEN)
+    k_start, len_k = _sequence(CU_K, b, seqlen_k, IS_VARLEN)
+    start_n = pid_n * BLOCK_N
+    if start_n >= len_k:
+        return
+    b64 = b.to(tl.int64)
+    cols = start_n + tl.arange(0, BLOCK_N)
+    offs_m = tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, HEAD_DIM)
+    in_seq = cols < len_k
+    k_base = K + b64 * stride_k_b + k_start * stride_k_s + kv_head * stride_k_h
+    v_base = V + b64 * stride_v_b + k_start * stride_v_s + kv_head * stride_v_h
+    k_t = tl.load(k_base + cols[None, :] * stride_k_s + offs_d[:, None], mask=in_seq[None, :], other=0.0)
+    v_t = tl.load(v_base + cols[None, :] * stride_v_s + offs_d[:, None], mask=in_seq[None, :], other=0.0)
+    if HAS_KPM:
+        keep = tl.load(KPM + b64 * stride_mask_b + cols * stride_mask_s, mask=in_seq, other=0) != 0
+    else:
+        keep = in_seq
+
+    diag = (len_k - len_q) * bottom_right
+    if CAUSAL:
+        # the first query row that sees key j is j - diag; rows from the last key's first row on see the whole tile
+        lo = tl.maximum(start_n - diag, 0) // BLOCK_M * BLOCK_M
+        full = tl.minimum(tl.maximum(start_n + BLOCK_N - 1 - diag, lo), len_q)
+        full = tl.cdiv(full, BLOCK_M) * BLOCK_M
+    else:
+        lo = 0
+        full = 0
+
+    dk = tl.zeros([BLOCK_N, HEAD_DIM], tl.float32)
+    dv = tl.zeros([BLOCK_N, HEAD_DIM], tl.float32)
+    for member in range(0, group):
+        head = kv_head * group + member
+        q_base = Q + b64 * stride_q_b + q_start * stride_q_s + head * stride_q_h
+        do_base = DO + b64 * stride_do_b + q_start * stride_do_s + head * stride_do_h
+        lse_base = LSE + b64 * stride_lse_b + head * stride_lse_h + q_start
+        delta_base = DELTA + b64 * stride_lse_b + head * stride_lse_h + q_start
+        dk, dv = _dkdv_query_blocks(dk, dv, k_t, v_t, q_base, do_base, lse_base, delta_base, keep, cols, offs_m,
+                                    offs_d, stride_q_s, stride_do_s, lo, tl.minimum(full, len_q), len_q, diag,
+                                    qk_scale, BLOCK_M, CAUSAL, HAS_KPM, UPCAST, PRECISION)
+        dk, dv = _dkdv_query_blocks(dk, dv, k_t, v_t, q_base, do_base, lse_base, delta_base, keep, cols, offs_m,
+                                    offs_d, stride_q_s, stride_do_s, tl.maximum(full, lo), len_q, len_q, diag,
+                                    qk_scale, BLOCK_M, False, HAS_KPM, UPCAST, PRECISION)
+
+    dk_base = DK + b64 * stride_dk_b + k_start * stride_dk_s + kv_head * stride_dk_h
+    dv_base = DV + b64 * stride_dv_b + k_start * stride_dv_s + kv_head * stride_dv_h
+    tl.store(dk_base + cols[:, None] * stride_dk_s + offs_d[None, :], (dk * sm_scale).to(DK.dtype.element_ty),
+             mask=in_seq[:, None])
+    tl.store(dv_base + cols[:, None] * stride_dv_s + offs_d[None, :], dv.to(DV.dtype.element_ty),
+             mask=in_seq[:, None])
+
+
+@triton.jit
+def _dq_key_blocks(dq, q, do, lse, delta, k_base, v_base, kpm_row, rows, offs_n, offs_d,
+                   stride_k_s, stride_v_s, stride_mask_s, lo, hi, len_k, diag, qk_scale,
+                   BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, MASKED: tl.constexpr,
+                   UPCAST: tl.constexpr, PRECISION: tl.constexpr):
+    """Accumulate dQ of one query tile over key blocks [lo, hi): dQ += dS K with dS = P * (dP - delta)."""
+    for start_n in range(lo, hi, BLOCK_N):
+        cols = start_n + offs_n
+        in_seq = cols < len_k
+        # scores exactly as the forward computes them (see _dkdv_query_blocks)
+        k_t = tl.load(k_base + cols[None, :] * stride_k_s + offs_d[:, None], mask=in_seq[None, :], other=0.0)
+        v_t = tl.load(v_base + cols[None, :] * stride_v_s + offs_d[:, None], mask=in_seq[None, :], other=0.0)
+        s = _dot(q, k_t, UPCAST, PRECISION) * qk_scale
+        s = _key_block_visibility(s, rows, cols, len_k, diag, kpm_row, stride_mask_s, CAUSAL, HAS_KPM, MASKED)
+        p = tl.exp2(s - lse[:, None])
+        dp = _dot(do, v_t, UPCAST, PRECISION)
+        ds = p * (dp - delta[:, None])
+        dq += _dot(ds.to(k_t.dtype), tl.trans(k_t), UPCAST, PRECISION)
+    return dq
+
+
+@triton.jit(do_not_specialize=_RUNTIME_INTS)
+def attention_backward_dq_kernel(
+    Q, K, V, DO, LSE, DELTA, DQ, KPM, CU_Q, CU_K,
+    stride_q_b, stride_q_s, stride_q_h,
+    stride_k_b, stride_k_s, stride_k_h,
+    stride_v_b, stride_v_s, stride_v_h,
+    stride_do_b, stride_do_s, stride_do_h,
+    stride_dq_b, stride_dq_s, stride_dq_h,
+    stride_lse_b, stride_lse_h,
+    stride_mask_b, stride_mask_s,
+    seqlen_q, seqlen_k, group, qk_scale, sm_scale, bottom_right,
+    HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, IS_VARLEN: tl.constexpr,
+    UPCAST: tl.constexpr, PRECISION: tl.constexpr,
+):
+    """One program: dQ of BLOCK_M query rows of one head (its own tile: no atomics)."""
+    pid_m, head, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    q_start, len_q = _sequence(CU_Q, b, seqlen_q, IS_VARLEN)
+    k_start, len_k = _sequence(CU_K, b, seqlen_k, IS_VARLEN)
+    start_m = pid_m * BLOCK_M
+    if start_m >= len_q:
+        return
+    kv_head = head // group
+    b64 = b.to(tl.int64)
+    rows = start_m + tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, HEAD_DIM)
+    in_seq = rows < len_q
+    q_base = Q + b64 * stride_q_b + q_start * stride_q_s + head * stride_q_h
+    do_base = DO + b64 * stride_do_b + q_start * stride_do_s + head * stride_do_h
+    q = tl.load(q_base + rows[:, None] * stride_q_s + offs_d[None, :], mask=in_seq[:, None], other=0.0)
+    do = tl.load(do_base + rows[:, None] * stride_do_s + offs_d[None, :], mask=in_seq[:, None], other=0.0)
+    lse_base = LSE + b64 * stride_lse_b + head * stride_lse_h + q_start
+    lse = tl.load(lse_base + rows, mask=in_seq, other=float("inf"))
+    delta = tl.load(DELTA + b64 * stride_lse_b + head * stride_lse_h + q_start + rows, mask=in_seq, other=0.0)
+    k_base = K + b64 * stride_k_b + k_start * stride_k_s + kv_head * stride_k_h
+    v_base = V + b64 * stride_v_b + k_start * stride_v_s + kv_head * stride_v_h
+    kpm_row = KPM + b64 * stride_mask_b
+
+    diag = (len_k - len_q) * bottom_right
+    if CAUSAL:
+        hi = tl.minimum(len_k, tl.maximum(start_m + BLOCK_M + diag, 0))
+        full = tl.minimum(hi, tl.maximum(start_m + diag + 1, 0))
+    else:
+        hi = len_k
+        full = len_k
+    full = full // BLOCK_N * BLOCK_N
+
+    dq = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
+    dq = _dq_key_blocks(dq, q, do, lse, delta, k_base, v_base, kpm_row, rows, offs_n, offs_d, stride_k_s,
+                        stride_v_s, stride_mask_s, 0, full, len_k, diag, qk_scale, BLOCK_N, CAUSAL, HAS_KPM, False,
+                        UPCAST, PRECISION)
+    dq = _dq_key_blocks(dq, q, do, lse, delta, k_base, v_base, kpm_row, rows, offs_n, offs_d, stride_k_s,
+                        stride_v_s, stride_mask_s, full, hi, len_k, diag, qk_scale, BLOCK_N, CAUSAL, HAS_KPM, True,
+                        UPCAST, PRECISION)
+    dq_base = DQ + b64 * stride_dq_b + q_start * stride_dq_s + head * stride_dq_h
+    tl.store(dq_base + rows[:, None] * stride_dq_s + offs_d[None, :], (dq * sm_scale).to(DQ.dtype.element_ty),
+             mask=in_seq[:, None])

@@ -1,0 +1,334 @@
+"""triton-flash: our own FlashAttention-2 in Triton (kernels in ``_triton_kernels.py``), forward and backward.
+
+The forward keeps Q, K, V tiles in on-chip memory and runs an online softmax, so it never materialises the
+[Sq, Sk] score matrix; besides the inputs it saves only the output and the log-sum-exp of each row. The backward
+recomputes the probabilities from that log-sum-exp, tile by tile, in three kernels: delta = rowsum(dO * O), then
+dK and dV (one program per key tile and kv head, looping over every query head of its group, so no atomics and
+bit-identical results), then dQ (one program per query tile). Memory therefore grows linearly with sequence length.
+
+Dense batches (optionally with a key-padding mask, applied inside the kernel) and packed batches (``cu_seqlens``,
+handled natively: each program finds its sequence's bounds and no work is spent on padding) share the same kernels.
+On a machine without a GPU the kernels run under the Triton interpreter (``TRITON_INTERPRET=1``), which is how CI
+tests the very code that runs on the GPU.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import torch
+
+from attnconf import ALIGNMENTS, BOTTOM_RIGHT, Capabilities, Implementation, register
+from attnconf.validation import AttentionInputError, check_cu_seqlens, check_dense_inputs, check_packed_inputs
+
+try:
+    import triton
+
+    from . import _triton_kernels as kernels
+except ImportError as exc:  # reported by available(), never at import: other implementations still load
+    triton = kernels = None
+    _IMPORT_ERROR: str | None = f"{type(exc).__name__}: {exc}"
+else:
+    _IMPORT_ERROR = None
+
+NAME = "triton-flash"
+HEAD_DIMS = frozenset({32, 64, 128})
+# read once, as Triton does: kernels are interpreted when this was set before they were defined
+INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
+
+
+# ---- launch configurations ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Blocks:
+    """Tile sizes and Triton launch options of one kernel."""
+
+    block_m: int
+    block_n: int
+    num_warps: int = 4
+    num_stages: int = 2
+
+
+# The interpreter runs programs one after the other and pays per operation, not per element: large tiles mean fewer
+# programs and loop steps, hence a fast CPU run; num_warps and num_stages mean nothing there.
+INTERPRETER_BLOCKS = {"forward": Blocks(64, 64), "dkdv": Blocks(64, 64), "dq": Blocks(64, 64), "delta": Blocks(64, 64)}
+
+# GPU tiles per (kernel, float32?, head dim). float32 tiles are smaller: twice the bytes per element in shared
+# memory and registers. Chosen for an H100 (see notes/triton-kernel.md for the measurements behind them).
+GPU_BLOCKS = {
+    ("forward", False, 32): Blocks(128, 64, 4, 3),
+    ("forward", False, 64): Blocks(128, 64, 4, 3),
+    ("forward", False, 128): Blocks(128, 64, 8, 3),
+    ("forward", True, 32): Blocks(64, 32, 4, 2),
+    ("forward", True, 64): Blocks(64, 32, 4, 2),
+    ("forward", True, 128): Blocks(32, 32, 4, 2),
+    ("dkdv", False, 32): Blocks(32, 128, 4, 3),
+    ("dkdv", False, 64): Blocks(32, 128, 4, 3),
+    ("dkdv", False, 128): Blocks(32, 64, 4, 3),
+    ("dkdv", True, 32): Blocks(32, 64, 4, 2),
+    ("dkdv", True, 64): Blocks(32, 64, 4, 2),
+    ("dkdv", True, 128): Blocks(32, 32, 4, 2),
+    ("dq", False, 32): Blocks(128, 32, 4, 3),
+    ("dq", False, 64): Blocks(128, 32, 4, 3),
+    ("dq", False, 128): Blocks(64, 32, 4, 3),
+    ("dq", True, 32): Blocks(64, 32, 4, 2),
+    ("dq", True, 64): Blocks(64, 32, 4, 2),
+    ("dq", True, 128): Blocks(32, 32, 4, 2),
+}
+DELTA_BLOCK_M = 128
+
+
+def blocks_for(kernel: str, head_dim: int, dtype: torch.dtype) -> Blocks:
+    if INTERPRETED:
+        return INTERPRETER_BLOCKS[kernel]
+    if kernel == "delta":
+        return Blocks(DELTA_BLOCK_M, DELTA_BLOCK_M)
+    return GPU_BLOCKS[(kernel, dtype == torch.float32, head_dim)]
+
+
+# ---- the problem, as the kernels see it ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Everything about one call that is not a tensor: shapes, masking options and the softmax scale.
+
+    Dense tensors are [B, S, H, D]; packed ones [T, H, D], with ``batch`` sequences delimited by cu_seqlens.
+    ``seqlen_q``/``seqlen_k`` are the dense lengths, or the longest packed sequence (they size the grid).
+    """
+
+    batch: int
+    seqlen_q: int
+    seqlen_k: int
+    heads_q: int
+    heads_kv: int
+    head_dim: int
+    causal: str | None
+    scale: float
+    varlen: bool
+
+    @property
+    def group(self) -> int:
+        return self.heads_q // self.heads_kv
+
+    @property
+    def empty(self) -> bool:
+        return self.batch == 0 or self.seqlen_q == 0 or self.heads_q == 0
+
+
+def _strides(t: torch.Tensor, varlen: bool) -> tuple[int, int, int]:
+    """(batch, sequence, head) element strides; a packed tensor has no batch stride."""
+    return (0, t.stride(0), t.stride(1)) if varlen else (t.stride(0), t.stride(1), t.stride(2))
+
+
+def _row_stats(problem: Problem, lse: torch.Tensor) -> tuple[int, int]:
+    """(batch, head) strides of a per-row float32 statistic: [B, H, S] dense, [H, T] packed."""
+    return (0, lse.stride(0)) if problem.varlen else (lse.stride(0), lse.stride(1))
+
+
+def _last_dim_contiguous(t: torch.Tensor) -> torch.Tensor:
+    # kernels take any strides for batch, sequence and head, but read the head dim as one contiguous vector
+    return t if t.stride(-1) == 1 else t.contiguous()
+
+
+def _dot_options(dtype: torch.dtype) -> dict:
+    return dict(
+        UPCAST=INTERPRETED and dtype == torch.bfloat16,  # the interpreter has no bfloat16 matrix product
+        PRECISION="ieee" if dtype == torch.float32 else "tf32",
+    )
+
+
+def _causal_options(problem: Problem) -> dict:
+    return dict(CAUSAL=problem.causal is not None, bottom_right=int(problem.causal == BOTTOM_RIGHT))
+
+
+def _row_stat_shape(problem: Problem, q: torch.Tensor) -> tuple[int, ...]:
+    return (problem.heads_q, q.shape[0]) if problem.varlen else (problem.batch, problem.heads_q, problem.seqlen_q)
+
+
+def _device_guard(t: torch.Tensor):
+    return torch.cuda.device(t.device) if t.device.type == "cuda" else _NullContext()
+
+
+class _NullContext:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _forward(q, k, v, kpm, cu_q, cu_k, problem: Problem):
+    out = torch.empty_like(q, memory_format=torch.contiguous_format)
+    lse = torch.empty(_row_stat_shape(problem, q), dtype=torch.float32, device=q.device)
+    if problem.empty:
+        return out.zero_(), lse.fill_(float("inf"))
+    blocks = blocks_for("forward", problem.head_dim, q.dtype)
+    grid = (triton.cdiv(problem.seqlen_q, blocks.block_m), problem.heads_q, problem.batch)
+    mask_strides = (kpm.stride(0), kpm.stride(1)) if kpm is not None else (0, 0)
+    with _device_guard(q):
+        kernels.attention_forward_kernel[grid](
+            q, k, v, out, lse, kpm if kpm is not None else q, cu_q if cu_q is not None else q,
+            cu_k if cu_k is not None else q,
+            *_strides(q, problem.varlen), *_strides(k, problem.varlen), *_strides(v, problem.varlen),
+            *_strides(out, problem.varlen), *_row_stats(problem, lse), *mask_strides,
+            problem.seqlen_q, problem.seqlen_k, problem.group, problem.scale * kernels.LOG2E,
+            HEAD_DIM=problem.head_dim, BLOCK_M=blocks.block_m, BLOCK_N=blocks.block_n, HAS_KPM=kpm is not None,
+            IS_VARLEN=problem.varlen, num_warps=blocks.num_warps, num_stages=blocks.num_stages,
+            **_causal_options(problem), **_dot_options(q.dtype),
+        )
+    return out, lse
+
+
+def _backward(dout, q, k, v, out, lse, kpm, cu_q, cu_k, problem: Problem):
+    dq = torch.empty_like(q, memory_format=torch.contiguous_format)
+    dk = torch.empty_like(k, memory_format=torch.contiguous_format)
+    dv = torch.empty_like(v, memory_format=torch.contiguous_format)
+    if problem.empty or k.numel() == 0:
+        return dq.zero_(), dk.zero_(), dv.zero_()
+    dout = _last_dim_contiguous(dout)
+    varlen = problem.varlen
+    delta = torch.empty_like(lse)
+    cu_q_arg = cu_q if cu_q is not None else q
+    cu_k_arg = cu_k if cu_k is not None else q
+    kpm_arg = kpm if kpm is not None else q
+    mask_strides = (kpm.stride(0), kpm.stride(1)) if kpm is not None else (0, 0)
+    common = dict(HEAD_DIM=problem.head_dim, HAS_KPM=kpm is not None, IS_VARLEN=varlen,
+                  **_causal_options(problem), **_dot_options(q.dtype))
+    qk_scale = problem.scale * kernels.LOG2E
+    with _device_guard(q):
+        pre = blocks_for("delta", problem.head_dim, q.dtype)
+        kernels.attention_backward_preprocess_kernel[(triton.cdiv(problem.seqlen_q, pre.block_m), problem.heads_q,
+                                                      problem.batch)](
+            out, dout, delta, cu_q_arg, *_strides(out, varlen), *_strides(dout, varlen), *_row_stats(problem, delta),
+            problem.seqlen_q, HEAD_DIM=problem.head_dim, BLOCK_M=pre.block_m, IS_VARLEN=varlen,
+        )
+        blocks = blocks_for("dkdv", problem.head_dim, q.dtype)
+        grid = (triton.cdiv(problem.seqlen_k, blocks.block_n), problem.heads_kv, problem.batch)
+        kernels.attention_backward_dkdv_kernel[grid](
+            q, k, v, dout, lse, delta, dk, dv, kpm_arg, cu_q_arg, cu_k_arg,
+            *_strides(q, varlen), *_strides(k, varlen), *_strides(v, varlen), *_strides(dout, varlen),
+            *_strides(dk, varlen), *_strides(dv, varlen), *_row_stats(problem, lse), *mask_strides,
+            problem.seqlen_q, problem.seqlen_k, problem.group, qk_scale, problem.scale,
+            BLOCK_M=blocks.block_m, BLOCK_N=blocks.block_n, num_warps=blocks.num_warps,
+            num_stages=blocks.num_stages, **common,
+        )
+        blocks = blocks_for("dq", problem.head_dim, q.dtype)
+        grid = (triton.cdiv(problem.seqlen_q, blocks.block_m), problem.heads_q, problem.batch)
+        kernels.attention_backward_dq_kernel[grid](
+            q, k, v, dout, lse, delta, dq, kpm_arg, cu_q_arg, cu_k_arg,
+            *_strides(q, varlen), *_strides(k, varlen), *_strides(v, varlen), *_strides(dout, varlen),
+            *_strides(dq, varlen), *_row_stats(problem, lse), *mask_strides,
+            problem.seqlen_q, problem.seqlen_k, problem.group, qk_scale, problem.scale,
+            BLOCK_M=blocks.block_m, BLOCK_N=blocks.block_n, num_warps=blocks.num_warps,
+            num_stages=blocks.num_stages, **common,
+        )
+    return dq, dk, dv
+
+
+class FlashAttentionFunction(torch.autograd.Function):
+    """Autograd wrapper: the forward saves q, k, v (the inputs), the output and the log-sum-exp; nothing else."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, kpm, cu_q, cu_k, problem: Problem):
+        out, lse = _forward(q, k, v, kpm, cu_q, cu_k, problem)
+        ctx.save_for_backward(q, k, v, out, lse)
+        ctx.index_tensors = (kpm, cu_q, cu_k)  # integer/bool, not differentiable: no version tracking needed
+        ctx.problem = problem
+        return out
+
+    @staticmethod
+    def backward(ctx, dout):
+        q, k, v, out, lse = ctx.saved_tensors
+        dq, dk, dv = _backward(dout, q, k, v, out, lse, *ctx.index_tensors, ctx.problem)
+        return dq, dk, dv, None, None, None, None
+
+
+# ---- entry points ----------------------------------------------------------------------------------------------
+
+
+def _check_options(q: torch.Tensor, causal: str | None, scale: float | None) -> float:
+    if causal is not None and causal not in ALIGNMENTS:
+        raise AttentionInputError(f"causal must be None or one of {ALIGNMENTS}, got {causal!r}")
+    if q.device.type == "cpu" and not INTERPRETED:
+        raise RuntimeError(
+            f"{NAME} runs on the CPU only through the Triton interpreter: set TRITON_INTERPRET=1 before impls are "
+            "imported (the attnconf pytest plugin does so for CPU runs)"
+        )
+    return 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
+
+
+def _unavailable() -> str | None:
+    if _IMPORT_ERROR is not None:
+        return f"triton not importable ({_IMPORT_ERROR}): pip install 'triton==3.6.0'"
+    if not INTERPRETED and not torch.cuda.is_available():
+        return "no CUDA device, and the Triton interpreter is off (set TRITON_INTERPRET=1 to run on the CPU)"
+    return None
+
+
+def flash_attention(q, k, v, *, key_padding_mask=None, causal=None, scale=None):
+    """FlashAttention-2 in Triton on [B, S, H, D] inputs: causal alignments, key-padding mask, GQA, backward."""
+    check_dense_inputs(q, k, v, key_padding_mask, head_dims=HEAD_DIMS)
+    scale = _check_options(q, causal, scale)
+    q, k, v = (_last_dim_contiguous(t) for t in (q, k, v))
+    kpm = None if key_padding_mask is None else key_padding_mask.view(torch.uint8)  # same bytes, loadable
+    problem = Problem(batch=q.shape[0], seqlen_q=q.shape[1], seqlen_k=k.shape[1], heads_q=q.shape[2],
+                      heads_kv=k.shape[2], head_dim=q.shape[3], causal=causal, scale=scale, varlen=False)
+    return FlashAttentionFunction.apply(q, k, v, kpm, None, None, problem)
+
+
+def flash_attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, *, causal=None,
+                           scale=None):
+    """Packed batches [T, H, D] delimited by int32 cu_seqlens, as flash-attn's varlen API; no padding anywhere."""
+    check_packed_inputs(q, k, v, head_dims=HEAD_DIMS)
+    lengths_q = check_cu_seqlens(cu_seqlens_q, q.shape[0], "cu_seqlens_q", max_seqlen=max_seqlen_q)
+    lengths_k = check_cu_seqlens(cu_seqlens_k, k.shape[0], "cu_seqlens_k", max_seqlen=max_seqlen_k)
+    if len(lengths_q) != len(lengths_k):
+        raise AttentionInputError(
+            f"cu_seqlens_q and cu_seqlens_k describe different batch sizes ({len(lengths_q)} vs {len(lengths_k)})"
+        )
+    for name, cu in (("cu_seqlens_q", cu_seqlens_q), ("cu_seqlens_k", cu_seqlens_k)):
+        if cu.device != q.device:
+            raise AttentionInputError(f"{name} is on {cu.device}, q on {q.device}: they must share a device")
+    scale = _check_options(q, causal, scale)
+    q, k, v = (_last_dim_contiguous(t) for t in (q, k, v))
+    problem = Problem(batch=len(lengths_q), seqlen_q=max(lengths_q), seqlen_k=max(lengths_k), heads_q=q.shape[1],
+                      heads_kv=k.shape[1], head_dim=q.shape[2], causal=causal, scale=scale, varlen=True)
+    cu_q, cu_k = cu_seqlens_q.contiguous(), cu_seqlens_k.contiguous()
+    return FlashAttentionFunction.apply(q, k, v, None, cu_q, cu_k, problem)
+
+
+HALF = {torch.float16, torch.bfloat16}
+CAPABILITIES = Capabilities(
+    devices={"cpu", "cuda"} if INTERPRETED else {"cuda"},
+    dtypes={torch.float32, *HALF},
+    head_dims=HEAD_DIMS,
+    causal=set(ALIGNMENTS),
+    key_padding_mask=True,
+    varlen=True,
+    gqa=True,
+    custom_scale=True,
+    backward=True,
+    deterministic=True,
+    memory_efficient=True,
+    notes=(
+        "CPU: the same kernels under the Triton interpreter (TRITON_INTERPRET=1), whose bfloat16 tl.dot is "
+        "unsupported, so bfloat16 dot operands are cast to float32 there (interpreter only; on the GPU they stay "
+        "bfloat16). float32 uses tl.dot input_precision='ieee' (the default tf32 would round away the float32 "
+        "accuracy). dK/dV summed over GQA groups inside one program: no atomics, deterministic."
+    ),
+)
+
+IMPLEMENTATION = register(
+    Implementation(
+        name=NAME,
+        forward=flash_attention,
+        varlen_forward=flash_attention_varlen,
+        capabilities=CAPABILITIES,
+        available=_unavailable,
+        description="FlashAttention-2 written in Triton: tiled online softmax forward, recomputing backward",
+    )
+)
