@@ -7,6 +7,7 @@ implementation; a test marked ``@pytest.mark.contract("ID")`` is counted under t
 from __future__ import annotations
 
 import datetime
+import fnmatch
 import hashlib
 import os
 import re
@@ -167,9 +168,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             pattern, reason = hit
             used.setdefault(chosen.name, set()).add(pattern)
             item.add_marker(pytest.mark.xfail(reason=f"{chosen.name} expected failure: {reason}", strict=True))
-    if items and len(items) > 1:
-        for name, entries in entries_by_impl.items():
-            for pattern in set(entries) - used.get(name, set()):
+    # an entry is stale when the tests it could match were collected for that implementation and it matched none
+    collected: dict[str, set[str]] = {}
+    for item in items:
+        chosen = item_impl(item)
+        if chosen is not None:
+            collected.setdefault(chosen.name, set()).update({item.nodeid.split("::")[0], *item_contracts(item)})
+    for name, entries in entries_by_impl.items():
+        for pattern in set(entries) - used.get(name, set()):
+            scope = collected.get(name, set())
+            if pattern in scope or any(fnmatch.fnmatchcase(f, pattern.split("::")[0]) for f in scope):
                 config.issue_config_time_warning(
                     pytest.PytestWarning(f"expected failure {pattern!r} of {name} matches no collected test"),
                     stacklevel=2,
