@@ -136,6 +136,8 @@ def _plain(value: Any) -> Any:
     if value is None:
         return None
     if isinstance(value, (set, frozenset)):
+        if all(isinstance(v, int) for v in value):
+            return sorted(value)
         return sorted(str(v).replace("torch.", "") for v in value)
     if isinstance(value, torch.dtype):
         return str(value).replace("torch.", "")
