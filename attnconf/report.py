@@ -174,6 +174,27 @@ def impl_colors(names) -> dict[str, tuple]:
     return {name: palette(i % palette.N) for i, name in enumerate(sorted(names))}
 
 
+def fmt_seqlen(value: float, _position=None) -> str:
+    return f"{value / 1024:g}k" if value >= 1024 else f"{value:g}"
+
+
+def _axes_style(ax, seqlens, *, log_y: bool) -> None:
+    """Sequence lengths as plain tick labels (512, 1k, 16k); a log y axis labelled with plain numbers."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, NullLocator
+
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted(seqlens))
+    ax.xaxis.set_major_formatter(FuncFormatter(fmt_seqlen))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlabel("sequence length")
+    if log_y:
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: fmt_number(y, 2)))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.grid(True, which="major", alpha=0.3)
+
+
 def _series(results: list[Result], value) -> dict[str, list[tuple[int, float]]]:
     by_impl: dict[str, list[tuple[int, float]]] = defaultdict(list)
     for r in results:
@@ -199,19 +220,18 @@ def plot_tflops(results: list[Result], colors: dict, title: str, path: Path) -> 
     plt = _pyplot()
     passes = sorted({r.info["pass"] for r in results}, key=PASS_ORDER.get)
     masks = sorted({bool(r.info["causal"]) for r in results})
-    fig, axes = plt.subplots(len(passes), len(masks), figsize=(5.2 * len(masks), 3.4 * len(passes)), squeeze=False)
+    fig, axes = plt.subplots(len(passes), len(masks), figsize=(max(7.0, 5.2 * len(masks)), 3.2 * len(passes) + 1.0),
+                             squeeze=False)
     for i, pass_ in enumerate(passes):
         for j, causal in enumerate(masks):
             ax = axes[i][j]
             cell = [r for r in results if r.info["pass"] == pass_ and bool(r.info["causal"]) == causal]
             for impl, points in sorted(_series(cell, lambda r: r.info.get("tflops")).items()):
                 ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=impl, color=colors[impl])
-            ax.set_xscale("log", base=2)
+            _axes_style(ax, {r.info["seqlen"] for r in results}, log_y=False)
             ax.set_title(f"{pass_}, {'causal' if causal else 'full'} mask", fontsize=10)
-            ax.set_xlabel("sequence length")
             ax.set_ylabel("TFLOP/s (median)")
             ax.set_ylim(bottom=0)
-            ax.grid(True, alpha=0.3)
     _legend(fig, axes)
     fig.suptitle(title, fontsize=11)
     return _save(fig, path)
@@ -236,12 +256,9 @@ def plot_memory(results: list[Result], colors: dict, title: str, path: Path) -> 
             label = impl + (f" (∝ S^{slope:.1f})" if slope is not None else "")
             ax.plot([p[0] for p in points], [p[1] / MIB for p in points], marker="o", label=label,
                     color=colors[impl])
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_title(f"{pass_}", fontsize=10)
-        ax.set_xlabel("sequence length")
+        _axes_style(ax, {r.info["seqlen"] for r in results}, log_y=True)
+        ax.set_title(f"{pass_}, full mask", fontsize=10)
         ax.set_ylabel("peak memory per sequence (MiB)")
-        ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=11)
     return _save(fig, path)
@@ -277,11 +294,14 @@ def plot_history(runs: list[Run], name: str, baseline: Run, threshold: float, pa
     ax.set_ylim(bottom=0)
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
-    ax.set_title(f"history of {name}\n(red: slower than the baseline by more than {threshold:.0%})", fontsize=9)
+    short = present[-1].results[name].name
+    ax.set_title(f"history of {short}\n(red: mean slower than the baseline's by more than {threshold:.0%})",
+                 fontsize=9)
     return _save(fig, path)
 
 
 def _legend(fig, axes) -> None:
+    """One legend for the grid, below it, so it never covers a curve or the title."""
     handles, labels = {}, []
     for row in axes:
         for ax in row:
@@ -289,9 +309,13 @@ def _legend(fig, axes) -> None:
                 if label not in handles:
                     handles[label] = h
                     labels.append(label)
-    if labels:
-        fig.legend([handles[label] for label in labels], labels, loc="upper right", fontsize=8)
-        fig.tight_layout(rect=(0, 0, 0.84, 0.95))
+    if not labels:
+        return
+    columns = min(len(labels), 5)
+    rows = math.ceil(len(labels) / columns)
+    fig.legend([handles[label] for label in labels], labels, loc="lower center", ncol=columns, fontsize=8)
+    height = fig.get_figheight()
+    fig.tight_layout(rect=(0, (0.3 * rows + 0.15) / height, 1, 1 - 0.55 / height))
 
 
 def _save(fig, path: Path) -> Path:

@@ -9,6 +9,7 @@ implementation's capability manifest declares it.
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 import torch
@@ -25,6 +26,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="auto",
         help="benchmark set: 'cpu' (small, minutes on a laptop), 'gpu' (the full set); auto picks by --device",
     )
+    group.addoption(
+        "--bench-budget",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="skip the benchmarks that would start later than SECONDS after the session began (so that a run "
+        "bounded in time still saves what it measured)",
+    )
 
 
 def _xdist_active(config: pytest.Config) -> bool:
@@ -36,6 +45,7 @@ def _xdist_active(config: pytest.Config) -> bool:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.attnconf_bench_started = time.monotonic()
     device = resolve_device(config.getoption("--device"))
     config.attnconf_bench_device = device
     # pytest-benchmark keys its default folder by OS and Python only; give each device and torch version its own
@@ -96,6 +106,9 @@ def run_case(benchmark, impl, device, cache_flusher, request):
         reason = benchmarking.skip_reason(impl, case, device)
         if reason:
             pytest.skip(f"{impl.name}: {reason}")
+        budget = config.getoption("--bench-budget")
+        if budget is not None and time.monotonic() - config.attnconf_bench_started > budget:
+            pytest.skip(f"the benchmark time budget (--bench-budget {budget:g} s) is spent")
         out_of_memory = None
         try:
             return benchmarking.run_benchmark(

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# The GPU benchmark run, in one command that fits one device call (at most ~9 minutes):
+#   1. baseline: the full GPU set (--bench-set gpu) for every registered implementation, saved as a new run in
+#      reports/benchmarks/<gpu>-torch<version>/ (pytest-benchmark storage; earlier runs there are kept: history);
+#   2. recheck: the same set again, compared with the baseline with --benchmark-compare-fail=mean:10%;
+#      it must report no regression;
+#   3. slowed: a deliberately slowed copy of one implementation (benchmarks/slowed_impl.py, default sdpa-flash)
+#      compared with the baseline; it must be reported as a regression;
+#   4. python -m attnconf.report; results, report and plots packed into $OUT/gpu_bench.tar.gz.
+# The set is --bench-set auto: the full GPU set on a GPU.
+# Usage with the device tool:  run(command="bash scripts/gpu_bench.sh", kind="nvidia-h100-x1", timeout_s=540)
+# then, here:  tar xzf <files_at>/gpu_bench.tar.gz   (at the repository root; adds the run to the history)
+#              python -m attnconf.report             (regenerates reports/ with every storage)
+# Environment: FRESH=1 starts a new history; BUDGET (s, default 200) bounds each full run (benchmarks that would
+# start later are skipped, both runs skip alike); SLOWED_IMPL names the slowed implementation; BENCH_ARGS adds
+# pytest arguments to every run (e.g. "--impl sdpa-*"); DEVICE and STORAGE (default cuda and
+# reports/benchmarks/<device>-torch<version>) exist for a dry run of this script on a CPU.
+set -uo pipefail
+out=${OUT:-/tmp/gpu_bench}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1
+budget=${BUDGET:-200}
+slowed=${SLOWED_IMPL:-sdpa-flash}
+summary="$out/summary.txt"
+started=$(date +%s)
+
+{
+  date -u +"date %Y-%m-%dT%H:%M:%SZ"
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader
+  python3 -c "import torch, triton, pytest_benchmark as pb; print('torch', torch.__version__, 'cuda', torch.version.cuda,
+'triton', triton.__version__, 'pytest-benchmark', pb.__version__)"
+} 2>&1 | tee "$summary"
+
+device=${DEVICE:-cuda}
+storage=${STORAGE:-reports/benchmarks/$(python3 -c "import torch; from attnconf.benchmarking import storage_name
+print(storage_name(torch.device('$device')))")}
+[ "${FRESH:-0}" = 1 ] && rm -rf "$storage"
+
+common=(benchmarks --benchmark-only -q -p no:cacheprovider --device "$device" --benchmark-storage="$storage"
+        --benchmark-max-time=0.1 --benchmark-min-rounds=5 --benchmark-disable-gc
+        --benchmark-columns=min,median,mean,stddev,rounds -rs)
+# shellcheck disable=SC2206  # BENCH_ARGS is a word list on purpose
+extra=(${BENCH_ARGS:-})
+
+phase() {  # phase NAME [pytest args...]: one pytest run, its log in $OUT/NAME.log
+  local name=$1 t0=$SECONDS rc
+  shift
+  timeout -s INT -k 30 $((budget + 120)) python3 -m pytest "${common[@]}" "${extra[@]}" "$@" >"$out/$name.log" 2>&1
+  rc=$?
+  echo "$name: pytest exit $rc after $((SECONDS - t0)) s; $(grep -E '^[0-9]+ (passed|failed|skipped)' "$out/$name.log" \
+    | tail -1)" | tee -a "$summary"
+  return $rc
+}
+
+phase baseline --bench-budget "$budget" --benchmark-save=baseline
+base_file=$(ls "$storage"/*/[0-9][0-9][0-9][0-9]_baseline.json 2>/dev/null | sort | tail -1)
+if [ -z "$base_file" ]; then
+  echo "no baseline was saved: see baseline.log" | tee -a "$summary"
+  exit 1
+fi
+base=$(basename "$base_file" | cut -c1-4)
+echo "baseline: $base_file" | tee -a "$summary"
+
+phase recheck --bench-budget "$budget" --benchmark-save=recheck --benchmark-compare="$base" \
+  --benchmark-compare-fail=mean:10%
+if grep -q "Performance has regressed" "$out/recheck.log"; then
+  echo "recheck: FALSE REGRESSION reported:" | tee -a "$summary"
+  grep -E "^\s+test_" "$out/recheck.log" | grep -E "(mean|min|max)" | head -20 | tee -a "$summary"
+else
+  echo "recheck: no regression at mean:10% against $base" | tee -a "$summary"
+fi
+
+ATTNCONF_SLOWED_IMPL=$slowed phase slowed --impl-module benchmarks.slowed_impl:slowed --impl "$slowed" \
+  --benchmark-save="slowed-$slowed" --benchmark-compare="$base" --benchmark-compare-fail=mean:10%
+if grep -q "Performance has regressed" "$out/slowed.log"; then
+  flagged=$(sed -n '/Performance has regressed/,$p' "$out/slowed.log" | grep -cE "^\s+test_")
+  echo "slowed $slowed: regression reported as expected ($flagged benchmarks beyond mean:10%)" | tee -a "$summary"
+else
+  echo "slowed $slowed: NO regression reported (the comparison failed to catch it)" | tee -a "$summary"
+fi
+
+python3 -m attnconf.report --baseline "$base" >"$out/report.log" 2>&1 || echo "report failed: see report.log" \
+  | tee -a "$summary"
+tar czf "$out/gpu_bench.tar.gz" "$storage" reports/plots reports/report.md reports/report.html 2>>"$out/report.log"
+echo "total $(( $(date +%s) - started )) s" | tee -a "$summary"
+cat "$summary"
