@@ -52,8 +52,10 @@ class Blocks:
     num_stages: int = 2
 
 
-# The interpreter runs programs one after the other and pays per operation, not per element: large tiles mean fewer
-# programs and loop steps, hence a fast CPU run; num_warps and num_stages mean nothing there.
+# The interpreter runs programs one after the other as numpy code and pays both per operation and per element:
+# 64x64 tiles measured fastest on CI's CPUs (32x32 ran 2-3x slower, 128x128 2x slower); num_warps and num_stages
+# mean nothing there. Equal tile shapes in all kernels also make the backward's recomputed scores round exactly
+# as the forward's did (numpy's matrix product may round differently for other shapes).
 INTERPRETER_BLOCKS = {"forward": Blocks(64, 64), "dkdv": Blocks(64, 64), "dq": Blocks(64, 64), "delta": Blocks(64, 64)}
 
 # GPU tiles per (kernel, float32?, head dim). float32 tiles are smaller: twice the bytes per element in shared
