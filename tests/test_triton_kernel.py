@@ -1,0 +1,94 @@
+"""triton-flash (impls/triton_flash.py): what the conformance suite does not reach.
+
+On a machine without a GPU these run the kernels under the Triton interpreter (the pytest plugin sets
+TRITON_INTERPRET=1 before impls are imported), on small shapes.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+pytest.importorskip("triton")
+
+from attnconf.checks import check_dense  # noqa: E402
+from attnconf.inputs import DenseCase, make_dense_inputs  # noqa: E402
+from impls import triton_flash  # noqa: E402
+
+reason = triton_flash.IMPLEMENTATION.unavailable_reason()
+pytestmark = pytest.mark.skipif(reason is not None, reason=str(reason))
+DEVICE = torch.device("cpu" if triton_flash.INTERPRETED else "cuda")
+
+
+def _case_inputs(case: DenseCase, seed: int = 0):
+    return make_dense_inputs(case, DEVICE, torch.Generator().manual_seed(seed))
+
+
+def test_forward_saves_only_inputs_output_and_logsumexp():
+    case = DenseCase(batch=2, seqlen_q=40, seqlen_k=70, heads_q=4, heads_kv=2, mask="random")
+    inputs = _case_inputs(case)
+    q, k, v = (t.requires_grad_() for t in (inputs.q, inputs.k, inputs.v))
+    out = triton_flash.flash_attention(q, k, v, key_padding_mask=inputs.key_padding_mask, causal="bottom_right")
+    saved = out.grad_fn.saved_tensors
+    assert len(saved) == 5
+    for kept, given in zip(saved[:3], (q, k, v)):
+        assert kept.data_ptr() == given.data_ptr()
+    assert torch.equal(saved[3], out.detach())
+    assert saved[4].shape == (2, 4, 40) and saved[4].dtype == torch.float32  # one log-sum-exp per row and head
+
+
+# Causal loops are split into blocks every row of a tile sees in full (no masking) and blocks on the diagonal.
+# Putting a block that a tile's first row (or a key tile's last key) sees only in part into the unmasked phase is an
+# off-by-one that only shows when the diagonal lands next to a block boundary: bottom-right offsets Sk - Sq of 62,
+# -2 and 1 do that for blocks of 32, 64 or 128 (interpreter and GPU tiles); the others are neighbours. Each of the
+# four bounds (forward/dQ: last key to visit, first key seen in part; dK/dV: first and last query row) was
+# mutated by one and caught here.
+BOUNDARY_SHAPES = [(2, 64), (66, 128), (70, 132), (66, 64), (70, 71), (140, 141), (70, 69), (70, 133), (1, 129),
+                   (129, 1)]
+
+
+@pytest.mark.parametrize("seqlen_q,seqlen_k", BOUNDARY_SHAPES)
+@pytest.mark.parametrize("causal", ["top_left", "bottom_right"])
+def test_causal_split_around_block_boundaries(seqlen_q, seqlen_k, causal):
+    case = DenseCase(batch=1, seqlen_q=seqlen_q, seqlen_k=seqlen_k, heads_q=1, heads_kv=1, head_dim=32,
+                     causal=causal, backward=True)
+    check_dense(triton_flash.IMPLEMENTATION, case, DEVICE, torch.Generator().manual_seed(1))
+
+
+def test_inputs_whose_last_dim_is_strided_are_copied_first():
+    case = DenseCase(batch=2, seqlen_q=20, seqlen_k=30, heads_q=2, heads_kv=2)
+    inputs = _case_inputs(case)
+    strided = [t.transpose(-1, -2).contiguous().transpose(-1, -2) for t in (inputs.q, inputs.k, inputs.v)]
+    assert strided[0].stride(-1) != 1
+    expected = triton_flash.flash_attention(inputs.q, inputs.k, inputs.v)
+    assert torch.equal(triton_flash.flash_attention(*strided), expected)
+
+
+def test_a_generous_max_seqlen_changes_nothing():
+    # max_seqlen only bounds the lengths (the grid follows the longest sequence): a generous bound changes nothing
+    g = torch.Generator().manual_seed(2)
+    q, k, v = (torch.randn(30, 2, 64, generator=g).to(DEVICE) for _ in range(3))
+    cu = torch.tensor([0, 10, 30], dtype=torch.int32, device=DEVICE)
+    tight = triton_flash.flash_attention_varlen(q, k, v, cu, cu, 20, 20, causal="top_left")
+    loose = triton_flash.flash_attention_varlen(q, k, v, cu, cu, 4096, 4096, causal="top_left")
+    assert torch.equal(tight, loose)
+
+
+def test_unknown_causal_alignment_is_rejected():
+    inputs = _case_inputs(DenseCase())
+    with pytest.raises(ValueError, match="causal"):
+        triton_flash.flash_attention(inputs.q, inputs.k, inputs.v, causal="lower_right")
+
+
+def test_cpu_tensors_without_the_interpreter_get_a_clear_error(monkeypatch):
+    monkeypatch.setattr(triton_flash, "INTERPRETED", False)
+    q = torch.randn(1, 4, 1, 64)
+    with pytest.raises(RuntimeError, match="TRITON_INTERPRET"):
+        triton_flash.flash_attention(q, q, q)
+
+
+def test_bfloat16_products_are_upcast_only_in_the_interpreter():
+    options = {dtype: triton_flash._dot_options(dtype) for dtype in (torch.float32, torch.float16, torch.bfloat16)}
+    assert options[torch.bfloat16]["UPCAST"] == triton_flash.INTERPRETED
+    assert not options[torch.float16]["UPCAST"] and not options[torch.float32]["UPCAST"]
+    assert options[torch.float32]["PRECISION"] == "ieee"  # tf32 would fail float32's tolerance
