@@ -1,0 +1,290 @@
+"""FlexAttention (``torch.nn.attention.flex_attention``), compiled and eager, registered as two implementations.
+
+Every case goes through one mask function, so the compiled kernel is the same whatever the mask: each query and
+key carries a document id and a position, and
+
+    visible(b, q, kv) = doc_q[b, q] == doc_k[b, kv]  and  pos_k[b, kv] <= pos_q[b, q]
+
+- dense: every query is in document 0, a padded key in document -1 (so nothing sees it); ``pos_q`` is the query
+  index shifted by the causal alignment's offset (0 top-left, Sk - Sq bottom-right), or a huge number without
+  causal masking;
+- packed (varlen): a batch of one; the document is the sequence's index and positions count from each sequence's
+  start, so causal alignment holds per sequence (the seeds' "document masks").
+
+The mask function reads only tensors (no Python numbers), so ``torch.compile(dynamic=True)`` keeps one graph
+across shapes and masks; a new graph is compiled for a new dtype, GQA on/off, a new custom scale value, or a
+query length of 1. Block masks are cached (``BlockMaskCache``) on what determines them; see its docstring for what
+forces a rebuild.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import shutil
+import warnings
+from collections import OrderedDict
+from typing import Callable, Hashable
+
+import torch
+
+from attnconf import BOTTOM_RIGHT, TOP_LEFT, Capabilities, Implementation, register
+from attnconf.validation import check_cu_seqlens, check_dense_inputs, check_packed_inputs
+
+try:
+    from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex_attention
+except ImportError:  # torch < 2.5
+    flex_attention = None
+
+HEAD_DIMS = frozenset({32, 64, 128})
+NOT_CAUSAL = 1 << 30  # a query position past every key: no causal restriction
+PADDED_KEY_DOC = -1  # the document of a masked key: no query belongs to it
+
+
+# ---- visibility as tensors ---------------------------------------------------------------------------------------
+
+
+def dense_visibility(batch, seqlen_q, seqlen_k, key_padding_mask, causal, device):
+    """(doc_q, pos_q, doc_k, pos_k), int32, each [B, S].
+
+    flex evaluates the mask function with the batch index of the query even for a block mask built with batch
+    size 1, so the tensors keep the full batch dimension.
+    """
+    offset = {None: NOT_CAUSAL, TOP_LEFT: 0, BOTTOM_RIGHT: seqlen_k - seqlen_q}[causal]
+    pos_q = (torch.arange(seqlen_q, dtype=torch.int32, device=device) + offset).repeat(batch, 1)
+    pos_k = torch.arange(seqlen_k, dtype=torch.int32, device=device).repeat(batch, 1)
+    doc_q = torch.zeros(batch, seqlen_q, dtype=torch.int32, device=device)
+    if key_padding_mask is None:
+        doc_k = torch.zeros(batch, seqlen_k, dtype=torch.int32, device=device)
+    else:
+        doc_k = torch.where(key_padding_mask, 0, PADDED_KEY_DOC).to(torch.int32)
+    return doc_q, pos_q, doc_k, pos_k
+
+
+def packed_visibility(lengths_q, lengths_k, causal, device):
+    """(doc_q, pos_q, doc_k, pos_k) of a packed batch seen as one sequence of documents, each [1, T]."""
+
+    def docs_and_positions(lengths):
+        lengths_t = torch.tensor(lengths, dtype=torch.int64)
+        docs = torch.repeat_interleave(torch.arange(len(lengths)), lengths_t)
+        starts = torch.repeat_interleave(torch.cumsum(lengths_t, 0) - lengths_t, lengths_t)
+        return docs, torch.arange(int(lengths_t.sum())) - starts
+
+    doc_q, pos_q = docs_and_positions(lengths_q)
+    doc_k, pos_k = docs_and_positions(lengths_k)
+    if causal is None:
+        pos_q = torch.full_like(pos_q, NOT_CAUSAL)
+    elif causal == BOTTOM_RIGHT:
+        shift = torch.tensor(lengths_k) - torch.tensor(lengths_q)  # per sequence: Sk_b - Sq_b
+        pos_q = pos_q + shift[doc_q]
+    return tuple(t.to(device=device, dtype=torch.int32)[None] for t in (doc_q, pos_q, doc_k, pos_k))
+
+
+def visibility_mask_mod(doc_q, pos_q, doc_k, pos_k):
+    def mask_mod(b, h, q_idx, kv_idx):
+        return (doc_q[b, q_idx] == doc_k[b, kv_idx]) & (pos_k[b, kv_idx] <= pos_q[b, q_idx])
+
+    return mask_mod
+
+
+# ---- block masks, built once per key --------------------------------------------------------------------------
+
+
+class BlockMaskCache:
+    """Least-recently-used block masks, keyed on everything that determines them.
+
+    - no key-padding mask: (device, B, Sq, Sk, causal alignment);
+    - key-padding mask: the same plus the mask's contents (copied to the host for the key, a device sync on
+      CUDA): a new mask, or the same tensor changed in place, gives a new key;
+    - packed batches: (device, cu_seqlens_q, cu_seqlens_k, causal alignment) by value.
+    A new batch size, sequence length, alignment, padding pattern or set of sequence lengths forces a rebuild. The cache owns
+    the tensors its masks read, so a caller changing its own tensors later cannot change a cached mask.
+    """
+
+    def __init__(self, capacity: int = 64) -> None:
+        self.capacity = capacity
+        self._masks: OrderedDict[Hashable, BlockMask] = OrderedDict()
+        self.builds = 0  # how many block masks were built (a rebuild counts), for tests
+
+    def get(self, key: Hashable, build: Callable[[], BlockMask]) -> BlockMask:
+        if key in self._masks:
+            self._masks.move_to_end(key)
+            return self._masks[key]
+        mask = build()
+        self.builds += 1
+        self._masks[key] = mask
+        if len(self._masks) > self.capacity:
+            self._masks.popitem(last=False)
+        return mask
+
+    def clear(self) -> None:
+        self._masks.clear()
+
+
+BLOCK_MASKS = BlockMaskCache()
+
+
+def _build(visibility, seqlen_q, seqlen_k, device) -> BlockMask:
+    batch = visibility[0].shape[0]
+    return create_block_mask(visibility_mask_mod(*visibility), batch, None, seqlen_q, seqlen_k, device=device)
+
+
+def dense_block_mask(batch, seqlen_q, seqlen_k, key_padding_mask, causal, device) -> BlockMask:
+    padding_key = None
+    if key_padding_mask is not None:
+        padding_key = (tuple(key_padding_mask.shape), key_padding_mask.cpu().numpy().tobytes())
+    key = ("dense", str(device), batch, seqlen_q, seqlen_k, causal, padding_key)
+    return BLOCK_MASKS.get(
+        key,
+        lambda: _build(dense_visibility(batch, seqlen_q, seqlen_k, key_padding_mask, causal, device),
+                       seqlen_q, seqlen_k, device),
+    )
+
+
+def packed_block_mask(lengths_q, lengths_k, causal, device) -> BlockMask:
+    key = ("packed", str(device), tuple(lengths_q), tuple(lengths_k), causal)
+    return BLOCK_MASKS.get(
+        key,
+        lambda: _build(packed_visibility(lengths_q, lengths_k, causal, device), sum(lengths_q), sum(lengths_k),
+                       device),
+    )
+
+
+# ---- the kernel call ------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def _compiled_flex():
+    return torch.compile(flex_attention, dynamic=True)
+
+
+def _compile_settings():
+    """Settings for compiled calls: dynamic shapes that survive CPU code generation, and no silent fallback.
+
+    - duck shaping off: with it, a mask tensor of length Sk shares Sk's symbol and inductor's CPU flex template
+      emits C++ that does not compile (undeclared ``cur_kvSplitSize7``, torch 2.13);
+    - size-oblivious sizes: batch 1 or a single block do not each compile their own graph;
+    - a higher recompile limit that fails loudly when hit: past dynamo's limit (8) the call would silently run
+      uncompiled, and this implementation would no longer be what it claims.
+    """
+    import torch._dynamo.config as dynamo_config
+    import torch.fx.experimental._config as shape_config
+
+    stack = contextlib.ExitStack()
+    for config, wanted in (
+        (shape_config, dict(use_duck_shape=False, backed_size_oblivious=True)),
+        (dynamo_config, dict(recompile_limit=64, fail_on_recompile_limit_hit=True)),
+    ):
+        known = {name: value for name, value in wanted.items() if hasattr(config, name)}
+        stack.enter_context(config.patch(**known))
+    return stack
+
+
+def _separate_buffers(q, k, v):
+    """Copies of k and v where they share memory with q (or each other): compiled flex rejects one shared buffer."""
+    shared = lambda a, b: a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()  # noqa: E731
+    if shared(k, q):
+        k = k.clone()
+    if shared(v, q) or shared(v, k):
+        v = v.clone()
+    return q, k, v
+
+
+def _flex(q, k, v, block_mask, scale, *, compiled: bool):
+    """flex_attention on [B, H, S, D] views."""
+    gqa = q.shape[1] != k.shape[1]
+    if compiled:
+        q, k, v = _separate_buffers(q, k, v)
+        with _compile_settings():
+            return _compiled_flex()(q, k, v, block_mask=block_mask, scale=scale, enable_gqa=gqa)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*flex_attention called without torch.compile.*")
+        return flex_attention(q, k, v, block_mask=block_mask, scale=scale, enable_gqa=gqa)
+
+
+def flex_dense(q, k, v, *, key_padding_mask=None, causal=None, scale=None, compiled: bool):
+    """Canonical dense call: [B, S, H, D] in and out."""
+    check_dense_inputs(q, k, v, key_padding_mask, head_dims=HEAD_DIMS)
+    batch, seqlen_q, seqlen_k = q.shape[0], q.shape[1], k.shape[1]
+    block_mask = dense_block_mask(batch, seqlen_q, seqlen_k, key_padding_mask, causal, q.device)
+    out = _flex(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), block_mask, scale, compiled=compiled)
+    return out.transpose(1, 2)
+
+
+def flex_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, *, causal=None, scale=None,
+                compiled: bool):
+    """Packed call: [T, H, D] in and out; the batch is one row of documents."""
+    check_packed_inputs(q, k, v, head_dims=HEAD_DIMS)
+    lengths_q = check_cu_seqlens(cu_seqlens_q, q.shape[0], "cu_seqlens_q", max_seqlen=max_seqlen_q)
+    lengths_k = check_cu_seqlens(cu_seqlens_k, k.shape[0], "cu_seqlens_k", max_seqlen=max_seqlen_k)
+    if len(lengths_q) != len(lengths_k):
+        raise ValueError(
+            f"cu_seqlens_q and cu_seqlens_k describe different batch sizes ({len(lengths_q)} vs {len(lengths_k)})"
+        )
+    if q.shape[0] == 0 or k.shape[0] == 0:
+        return q * 0  # no query, or no key for any query: every row is 0 (and so is dQ)
+    block_mask = packed_block_mask(lengths_q, lengths_k, causal, q.device)
+    as_batch = lambda t: t.unsqueeze(0).transpose(1, 2)  # noqa: E731  [T, H, D] -> [1, H, T, D]
+    out = _flex(as_batch(q), as_batch(k), as_batch(v), block_mask, scale, compiled=compiled)
+    return out.transpose(1, 2).squeeze(0)
+
+
+# ---- registration -----------------------------------------------------------------------------------------------
+
+
+def _available(compiled: bool):
+    def available() -> str | None:
+        if flex_attention is None:
+            return f"torch {torch.__version__} has no torch.nn.attention.flex_attention (needs torch >= 2.5)"
+        if compiled and shutil.which("g++") is None and shutil.which("c++") is None:
+            return "torch.compile needs a C++ compiler (g++) for its generated code: apt-get install g++"
+        return None
+
+    return available
+
+
+_COMMON = dict(
+    devices={"cpu", "cuda"}, head_dims=HEAD_DIMS, causal={TOP_LEFT, BOTTOM_RIGHT}, key_padding_mask=True,
+    varlen=True, gqa=True, backward=True, deterministic=True,
+)
+_WHAT_REBUILDS = (
+    "block masks are cached on (B, Sq, Sk, causal alignment) plus the key-padding mask's contents, or on the packed "
+    "batch's cu_seqlens: a new batch size, length, alignment, padding pattern or set of sequence lengths rebuilds one"
+)
+
+for _name, _compiled, _caps in (
+    (
+        "flex-compiled",
+        True,
+        Capabilities(
+            **_COMMON, memory_efficient=True,
+            overrides={"cpu": dict(backward=False, memory_efficient=False, dtypes={torch.float32})},
+            notes=("torch.compile(flex_attention, dynamic=True): a new graph for each dtype, head counts, "
+                   "stride pattern, custom scale value and Sq == 1; " + _WHAT_REBUILDS + "; CPU: forward only "
+                   "(torch has no flex backward on CPU) and float32 only: each graph costs 4-10 s of C++ "
+                   "compilation on a 2-core machine and the suite needs about 40 of them across three dtypes "
+                   "(flex-eager covers float16 and bfloat16 on CPU; CUDA declares all three)"),
+        ),
+    ),
+    (
+        "flex-eager",
+        False,
+        Capabilities(
+            **_COMMON,
+            overrides={"cpu": dict(backward=False)},
+            notes=("flex_attention without torch.compile: materialises the [Sq, Sk] scores (quadratic memory); "
+                   + _WHAT_REBUILDS + "; CPU: forward only (torch has no flex backward on CPU)"),
+        ),
+    ),
+):
+    register(
+        Implementation(
+            name=_name,
+            forward=functools.partial(flex_dense, compiled=_compiled),
+            varlen_forward=functools.partial(flex_varlen, compiled=_compiled),
+            capabilities=_caps,
+            available=_available(_compiled),
+            description=("torch.nn.attention.flex_attention under torch.compile" if _compiled
+                         else "torch.nn.attention.flex_attention, eager (unfused)"),
+        )
+    )
