@@ -27,6 +27,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="benchmark set: 'cpu' (small, minutes on a laptop), 'gpu' (the full set); auto picks by --device",
     )
     group.addoption(
+        "--bench-materialised-max-seqlen",
+        type=int,
+        default=None,
+        metavar="S",
+        help="longest sequence for implementations that do not declare memory_efficient (default: the set's, "
+        f"{benchmarking.MATERIALISED_MAX_SEQLEN}); 0 for no limit",
+    )
+    group.addoption(
+        "--bench-impl-budget",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="skip an implementation's remaining cases once it has spent SECONDS (cases run cheapest first; "
+        f"default per set: { {k: v['impl_budget'] for k, v in benchmarking.SET_DEFAULTS.items()} }); 0 for none",
+    )
+    group.addoption(
         "--bench-budget",
         type=float,
         default=None,
@@ -44,16 +60,31 @@ def _xdist_active(config: pytest.Config) -> bool:
     )
 
 
+def _given(config: pytest.Config, option: str) -> bool:
+    return any(arg == option or arg.startswith(option + "=") for arg in config.invocation_params.args)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.attnconf_bench_started = time.monotonic()
     device = resolve_device(config.getoption("--device"))
     config.attnconf_bench_device = device
     # pytest-benchmark keys its default folder by OS and Python only; give each device and torch version its own
     # history, so that a CPU run is never compared with a GPU run. An explicit --benchmark-storage wins.
-    if not any(arg.startswith("--benchmark-storage") for arg in config.invocation_params.args):
+    if not _given(config, "--benchmark-storage"):
         config.option.benchmark_storage = f"file://{benchmarking.storage_dir(device)}"
     choice = config.getoption("--bench-set")
     config.attnconf_bench_set = ("gpu" if device.type == "cuda" else "cpu") if choice == "auto" else choice
+    defaults = benchmarking.SET_DEFAULTS[config.attnconf_bench_set]
+    for option in ("benchmark_max_time", "benchmark_min_rounds"):  # the set's defaults, unless given
+        if not _given(config, "--" + option.replace("_", "-")):
+            setattr(config.option, option, defaults[option])
+    budget = config.getoption("--bench-impl-budget")
+    config.attnconf_bench_impl_budget = defaults["impl_budget"] if budget is None else (budget or None)
+    config.attnconf_bench_spent = {}  # implementation name -> seconds spent benchmarking it
+    limit = config.getoption("--bench-materialised-max-seqlen")
+    config.attnconf_bench_materialised_max = (
+        benchmarking.MATERIALISED_MAX_SEQLEN[config.attnconf_bench_set] if limit is None else (limit or None)
+    )
     config.attnconf_bench_disabled = benchmarking.suite_disabled_reason(
         xdist_active=_xdist_active(config),
         disabled=config.getoption("benchmark_disable") and not config.getoption("benchmark_enable"),
@@ -71,11 +102,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 @pytest.hookimpl(trylast=True)  # after the plugin's ``impl`` parametrization, so ids read "<impl>-<case>"
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    for layout in benchmarking.LAYOUTS:
-        name = f"{layout}_case"
-        if name in metafunc.fixturenames:
-            cases = [c for c in benchmarking.BENCH_SETS[metafunc.config.attnconf_bench_set]() if c.layout == layout]
-            metafunc.parametrize(name, cases, ids=[c.id for c in cases])
+    if "bench_case" in metafunc.fixturenames:
+        cases = benchmarking.ordered(benchmarking.BENCH_SETS[metafunc.config.attnconf_bench_set]())
+        metafunc.parametrize("bench_case", cases, ids=[f"{c.layout}-{c.id}" for c in cases])
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -99,16 +128,12 @@ def cache_flusher(device: torch.device) -> benchmarking.CacheFlusher:
 
 @pytest.fixture
 def run_case(benchmark, impl, device, cache_flusher, request):
-    """``run_case(case)``: skip outside the manifest (or when the shape does not fit on the GPU), else benchmark."""
+    """``run_case(case)``: skip outside the manifest, past a time budget or when the shape does not fit on the
+    GPU; otherwise benchmark it."""
     config = request.config
+    spent = config.attnconf_bench_spent
 
-    def run(case: benchmarking.BenchCase) -> dict:
-        reason = benchmarking.skip_reason(impl, case, device)
-        if reason:
-            pytest.skip(f"{impl.name}: {reason}")
-        budget = config.getoption("--bench-budget")
-        if budget is not None and time.monotonic() - config.attnconf_bench_started > budget:
-            pytest.skip(f"the benchmark time budget (--bench-budget {budget:g} s) is spent")
+    def measure(case: benchmarking.BenchCase) -> dict:
         out_of_memory = None
         try:
             return benchmarking.run_benchmark(
@@ -118,9 +143,27 @@ def run_case(benchmark, impl, device, cache_flusher, request):
             )
         except torch.cuda.OutOfMemoryError as exc:
             out_of_memory = str(exc).splitlines()[0]
+            benchmark.has_error = True  # whatever was measured before is incomplete: not saved
         # outside the except block, so the traceback's frames (and their tensors) are gone before the cache is freed
         torch.cuda.empty_cache()
         pytest.skip(f"{impl.name}: out of GPU memory at this shape ({out_of_memory})")
+
+    def run(case: benchmarking.BenchCase) -> dict:
+        reason = benchmarking.skip_reason(impl, case, device, config.attnconf_bench_materialised_max)
+        if reason:
+            pytest.skip(f"{impl.name}: {reason}")
+        budget = config.getoption("--bench-budget")
+        if budget is not None and time.monotonic() - config.attnconf_bench_started > budget:
+            pytest.skip(f"the benchmark time budget (--bench-budget {budget:g} s) is spent")
+        impl_budget = config.attnconf_bench_impl_budget
+        if impl_budget is not None and spent.get(impl.name, 0.0) > impl_budget:
+            pytest.skip(f"{impl.name} has spent its benchmark time budget ({spent[impl.name]:.0f} s > "
+                        f"--bench-impl-budget {impl_budget:g} s); cases run cheapest first")
+        started = time.monotonic()
+        try:
+            return measure(case)
+        finally:
+            spent[impl.name] = spent.get(impl.name, 0.0) + time.monotonic() - started
 
     return run
 
@@ -142,5 +185,5 @@ def pytest_benchmark_update_json(config: pytest.Config, benchmarks, output_json:
 
 def _plain(value):
     if isinstance(value, benchmarking.BenchCase):
-        return value.id
+        return f"{value.layout}-{value.id}"
     return getattr(value, "name", value)

@@ -1,7 +1,9 @@
 """Attention benchmarks: every registered implementation x the cases of the chosen set (``--bench-set``).
 
-Each result's ``extra_info`` holds the shape, the FLOP count, TFLOP/s and the peak memory of one call; see
-``attnconf/benchmarking.py`` for how rounds are timed.
+A case is dense (q, k, v [B, S, H, D]) or varlen (a packed batch of sequences of different lengths, cu_seqlens),
+with a full or causal mask, timed for the forward, the backward or both. Each result's ``extra_info`` holds the
+shape, the FLOP count, TFLOP/s and the peak memory of one call; ``attnconf/benchmarking.py`` says how rounds are
+timed. Cases run cheapest first within each implementation.
 """
 
 import pytest
@@ -11,11 +13,5 @@ from attnconf.benchmarking import synchronized_timer
 pytestmark = pytest.mark.benchmark(timer=synchronized_timer)
 
 
-def test_dense(run_case, dense_case):
-    """q, k, v [B, S, H, D], full or causal mask."""
-    run_case(dense_case)
-
-
-def test_varlen(run_case, varlen_case):
-    """A packed batch of sequences of different lengths (cu_seqlens), full or causal mask per sequence."""
-    run_case(varlen_case)
+def test_attention(run_case, bench_case):
+    run_case(bench_case)

@@ -70,6 +70,11 @@ def test_sets_have_unique_ids_head_dim_64_and_every_pass(name):
     assert cases[0].head_dim == 64 and any(c.causal for c in cases)
 
 
+def test_cases_run_cheapest_first():
+    flops = [case_flops(c) for c in benchmarking.ordered(benchmarking.gpu_set())]
+    assert flops == sorted(flops)
+
+
 def test_gpu_set_keeps_16k_tokens_per_batch():
     assert {c.batch * c.seqlen for c in benchmarking.gpu_set() if c.layout == "dense"} == {16384}
 
@@ -82,6 +87,10 @@ def test_skip_reasons_come_from_the_manifest():
     assert "varlen" in benchmarking.skip_reason(plain, case(head_dim=64, layout="varlen"), CPU)
     assert "devices" in benchmarking.skip_reason(plain, case(head_dim=64), torch.device("cuda"))
     assert benchmarking.skip_reason(plain, case(head_dim=64), CPU) is None
+    long = case(head_dim=64, seqlen=8192)
+    assert "memory_efficient" in benchmarking.skip_reason(plain, long, CPU, materialised_max_seqlen=4096)
+    linear = Implementation("t-linear", lambda q, k, v, **_: q, Capabilities(devices={"cpu"}, memory_efficient=True))
+    assert benchmarking.skip_reason(linear, long, CPU, materialised_max_seqlen=4096) is None
     only_br = Capabilities(devices={"cpu"}, causal={"bottom_right"})
     assert benchmarking.causal_alignment(only_br, case(causal=True)) == "bottom_right"
     assert benchmarking.causal_alignment(only_br, case()) is None
@@ -224,7 +233,7 @@ def _pytest(*args, env=None):
 
 
 def test_saved_run_carries_machine_info_extra_info_and_plain_params(tmp_path):
-    proc = _pytest("-k", "test_dense and fwd-fp32 and S256-full", "--benchmark-storage", str(tmp_path),
+    proc = _pytest("-k", "dense-fwd-fp32 and S256-full", "--benchmark-storage", str(tmp_path),
                    "--benchmark-save", "unit", "--benchmark-min-rounds", "1", "--benchmark-max-time", "0")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (saved,) = tmp_path.glob("*/0001_unit.json")
@@ -232,12 +241,12 @@ def test_saved_run_carries_machine_info_extra_info_and_plain_params(tmp_path):
     assert data["machine_info"]["attnconf"]["torch"] == torch.__version__
     assert data["attnconf"]["bench_set"] == "cpu" and "eager" in data["attnconf"]["implementations"]
     (bench,) = data["benchmarks"]
-    assert bench["params"] == {"impl": "eager", "dense_case": "fwd-fp32-D64-H4-B1-S256-full"}
+    assert bench["params"] == {"impl": "eager", "bench_case": "dense-fwd-fp32-D64-H4-B1-S256-full"}
     assert bench["extra_info"]["seqlen"] == 256 and bench["extra_info"]["peak_memory_bytes"] > 0
     assert bench["options"]["timer"] == "synchronized_timer"
 
 
 def test_suite_skips_itself_when_benchmarks_are_disabled():
-    proc = _pytest("-k", "test_dense and fwd-fp32 and S256-full", "--benchmark-disable", "-rs")
+    proc = _pytest("-k", "dense-fwd-fp32 and S256-full", "--benchmark-disable", "-rs")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "1 skipped" in proc.stdout and "benchmarking is disabled (--benchmark-disable)" in proc.stdout
