@@ -11,7 +11,7 @@
 # Usage with the device tool:  run(command="bash scripts/gpu_bench.sh", kind="nvidia-h100-x1", timeout_s=540)
 # then, here:  tar xzf <files_at>/gpu_bench.tar.gz   (at the repository root; adds the run to the history)
 #              python -m attnconf.report             (regenerates reports/ with every storage)
-# Environment: FRESH=1 starts a new history; BUDGET (s, default 200) bounds each full run (benchmarks that would
+# Environment: FRESH=1 starts a new history; BUDGET (s, default 190) bounds each full run (benchmarks that would
 # start later are skipped, both runs skip alike); SLOWED_IMPL names the slowed implementation; BENCH_ARGS adds
 # pytest arguments to every run (e.g. "--impl sdpa-*"); DEVICE and STORAGE (default cuda and
 # reports/benchmarks/<device>-torch<version>) exist for a dry run of this script on a CPU.
@@ -19,7 +19,7 @@ set -uo pipefail
 out=${OUT:-/tmp/gpu_bench}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
-budget=${BUDGET:-200}
+budget=${BUDGET:-190}
 slowed=${SLOWED_IMPL:-sdpa-flash}
 summary="$out/summary.txt"
 started=$(date +%s)
@@ -70,7 +70,7 @@ else
   echo "recheck: no regression at mean:10% against $base" | tee -a "$summary"
 fi
 
-ATTNCONF_SLOWED_IMPL=$slowed phase slowed --impl-module benchmarks.slowed_impl:slowed --impl "$slowed" \
+ATTNCONF_SLOWED_IMPL=$slowed phase slowed --bench-budget 60 --impl-module benchmarks.slowed_impl:slowed --impl "$slowed" \
   --benchmark-save="slowed-$slowed" --benchmark-compare="$base" --benchmark-compare-fail=mean:10%
 if grep -q "Performance has regressed" "$out/slowed.log"; then
   flagged=$(sed -n '/Performance has regressed/,$p' "$out/slowed.log" | grep -cE "^\s+test_")
