@@ -119,6 +119,7 @@ class BlockMaskCache:
 
     def clear(self) -> None:
         self._masks.clear()
+        self.builds = 0
 
 
 BLOCK_MASKS = BlockMaskCache()
@@ -158,23 +159,25 @@ def _compiled_flex():
     return torch.compile(flex_attention, dynamic=True)
 
 
-def _compile_settings():
-    """Settings for compiled calls: dynamic shapes that survive CPU code generation, and no silent fallback.
+def _compile_settings(device_type: str):
+    """Settings for compiled calls: no silent fallback anywhere, and dynamic shapes that survive CPU code generation.
 
-    - duck shaping off: with it, a mask tensor of length Sk shares Sk's symbol and inductor's CPU flex template
-      emits C++ that does not compile (undeclared ``cur_kvSplitSize7``, torch 2.13);
-    - size-oblivious sizes: batch 1 or a single block do not each compile their own graph;
-    - a higher recompile limit that fails loudly when hit: past dynamo's limit (8) the call would silently run
-      uncompiled, and this implementation would no longer be what it claims.
+    - a higher recompile limit (256) that fails loudly when hit: past dynamo's limit (8) the call would silently run
+      uncompiled, and this implementation would no longer be what it claims;
+    - CPU only: duck shaping off, because with it a mask tensor of length Sk shares Sk's symbol and inductor's CPU
+      flex template emits C++ that does not compile (undeclared ``cur_kvSplitSize7``, torch 2.13); and
+      size-oblivious sizes, so batch 1 or a single block do not each compile their own graph (every graph costs
+      seconds of C++ compilation there). CUDA keeps torch's defaults.
     """
     import torch._dynamo.config as dynamo_config
     import torch.fx.experimental._config as shape_config
 
+    settings = [(dynamo_config, dict(recompile_limit=256, cache_size_limit=256, fail_on_recompile_limit_hit=True,
+                                     fail_on_cache_limit_hit=True))]
+    if device_type == "cpu":
+        settings.append((shape_config, dict(use_duck_shape=False, backed_size_oblivious=True)))
     stack = contextlib.ExitStack()
-    for config, wanted in (
-        (shape_config, dict(use_duck_shape=False, backed_size_oblivious=True)),
-        (dynamo_config, dict(recompile_limit=64, fail_on_recompile_limit_hit=True)),
-    ):
+    for config, wanted in settings:
         known = {name: value for name, value in wanted.items() if hasattr(config, name)}
         stack.enter_context(config.patch(**known))
     return stack
@@ -195,7 +198,7 @@ def _flex(q, k, v, block_mask, scale, *, compiled: bool):
     gqa = q.shape[1] != k.shape[1]
     if compiled:
         q, k, v = _separate_buffers(q, k, v)
-        with _compile_settings():
+        with _compile_settings(q.device.type):
             return _compiled_flex()(q, k, v, block_mask=block_mask, scale=scale, enable_gqa=gqa)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*flex_attention called without torch.compile.*")

@@ -30,8 +30,13 @@ rm -rf "$stage" && mkdir -p "$stage"
 for wheel in "$wheels"/*.whl; do
   unzip -q -o "$wheel" -d "$stage"
 done
-# Stubs for other platforms (QNX, aarch64) are dead weight on an x86_64 Linux machine.
-find "$stage" -path '*/lib/stubs' -type d -prune -exec rm -rf {} +
+# Left out, to fit the carry: stubs for other platforms (QNX, aarch64); IKET, the DSL's optional in-kernel event
+# tracer (its import is guarded: cute.experimental.iket then reports itself unavailable); tvm-ffi's test library,
+# C++ sources and bundled third-party sources (only needed to build extensions against it).
+rm -rf "$stage"/nvidia_cutlass_dsl/cu*/lib/stubs "$stage"/nvidia_cutlass_dsl/dsl_packages/iket \
+  "$stage"/tvm_ffi/lib/libtvm_ffi_testing.so "$stage"/tvm_ffi/3rdparty "$stage"/tvm_ffi/src "$stage"/tvm_ffi/cython
 
-tar -C "$stage" -cf - . | xz -T0 -6 > .carry/fa4/fa4-site.tar.xz
+# xz with the x86 branch filter (machine code compresses better) and a dictionary larger than the biggest library,
+# so repeats across the two large libraries are found: about 62 MB from 250 MB (plain xz -6: 72 MB). Slow (minutes).
+tar -C "$stage" -cf - . | xz -T1 --x86 --lzma2=preset=9e,dict=256MiB > .carry/fa4/fa4-site.tar.xz
 ls -l .carry/fa4/fa4-site.tar.xz

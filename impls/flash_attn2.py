@@ -1,0 +1,175 @@
+"""flash-attn 2 (the ``flash-attn`` package): ``flash_attn_func`` for dense batches, ``flash_attn_varlen_func`` for
+packed ones, and a key-padding mask through unpad -> varlen -> pad, as flash-attn's ``bert_padding`` helpers do.
+
+flash-attn's causal mask is aligned to the bottom-right corner (query i sees keys j <= i + Sk - Sq), so that is the
+only alignment declared. A key-padding mask is applied by dropping the hidden keys before a packed call; causal
+positions would then count only the kept keys, so causal masking together with a key-padding mask is refused
+(``dense_through_varlen``) rather than computed on shifted positions.
+
+GPU only. The head dims declared are the ones the installed build runs (a build restricted to some head dims, as
+``scripts/flash_attn_build_offline.sh`` makes, answers the others with an error), probed once on first use.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+from typing import Callable
+
+import torch
+
+from attnconf import BOTTOM_RIGHT, Capabilities, Implementation, register
+from attnconf.validation import AttentionInputError, check_cu_seqlens, check_dense_inputs, check_packed_inputs
+
+HALF = {torch.float16, torch.bfloat16}
+CANDIDATE_HEAD_DIMS = (32, 64, 128)
+INSTALL_HINT = (
+    "flash-attn is not installed: pip install flash-attn --no-build-isolation (a CUDA build from source; "
+    "offline GPU machines: scripts/flash_attn_build_offline.sh)"
+)
+
+
+# ---- shared with the other flash-attn style implementations (flash-attn 4, torch varlen_attn) -----------------
+
+
+def dense_through_varlen(varlen: Callable[..., torch.Tensor], q, k, v, key_padding_mask=None, *, causal=None,
+                         scale=None) -> torch.Tensor:
+    """A dense batch through a packed (varlen) kernel: every query row stays, keys hidden by the mask are dropped.
+
+    ``varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, causal=..., scale=...)`` takes
+    [T, H, D] tensors. Without a mask the batch packs as sequences of equal length (a reshape). With a mask, the
+    kept keys of batch element b form sequence b; masked keys get exactly zero gradient. Causal masking with a mask
+    is refused: after dropping keys, the kernel's causal positions count only the kept keys, which is not the
+    contract's ``j <= i + Sk - Sq`` over all key positions.
+    """
+    batch, seqlen_q, heads_q, head_dim = q.shape
+    seqlen_k, heads_kv = k.shape[1], k.shape[2]
+    device = q.device
+    if key_padding_mask is None:
+        packed_k, packed_v = k.reshape(batch * seqlen_k, heads_kv, head_dim), v.reshape(batch * seqlen_k, heads_kv,
+                                                                                        head_dim)
+        cu_seqlens_k = torch.arange(0, (batch + 1) * seqlen_k, seqlen_k, dtype=torch.int32, device=device)
+        max_seqlen_k = seqlen_k
+    else:
+        if causal is not None:
+            raise NotImplementedError(
+                "causal masking together with a key-padding mask is not supported: the mask is applied by "
+                "dropping keys (unpad -> varlen), after which causal positions count only the kept keys"
+            )
+        lengths_k = key_padding_mask.sum(dim=1, dtype=torch.int32)
+        cu_seqlens_k = torch.nn.functional.pad(torch.cumsum(lengths_k, 0, dtype=torch.int32), (1, 0))
+        packed_k, packed_v = k[key_padding_mask], v[key_padding_mask]
+        max_seqlen_k = int(lengths_k.max())
+    cu_seqlens_q = torch.arange(0, (batch + 1) * seqlen_q, seqlen_q, dtype=torch.int32, device=device)
+    out = varlen(q.reshape(batch * seqlen_q, heads_q, head_dim), packed_k, packed_v, cu_seqlens_q, cu_seqlens_k,
+                 seqlen_q, max_seqlen_k, causal=causal, scale=scale)
+    return out.reshape(batch, seqlen_q, heads_q, head_dim)
+
+
+def check_packed_call(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, head_dims):
+    """Validate a packed call as every varlen kernel here needs it; returns (lengths_q, lengths_k)."""
+    check_packed_inputs(q, k, v, head_dims=head_dims)
+    lengths_q = check_cu_seqlens(cu_seqlens_q, q.shape[0], "cu_seqlens_q", max_seqlen=max_seqlen_q)
+    lengths_k = check_cu_seqlens(cu_seqlens_k, k.shape[0], "cu_seqlens_k", max_seqlen=max_seqlen_k)
+    if len(lengths_q) != len(lengths_k):
+        raise AttentionInputError(
+            f"cu_seqlens_q and cu_seqlens_k describe different batch sizes ({len(lengths_q)} vs {len(lengths_k)})"
+        )
+    if cu_seqlens_q.device != q.device or cu_seqlens_k.device != q.device:
+        raise AttentionInputError(f"cu_seqlens must be on the device of q ({q.device})")
+    return lengths_q, lengths_k
+
+
+def installed_version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+# ---- flash-attn 2 ------------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def _flash_attn():
+    # ImportError when missing, also where only flash-attn 4 is installed (flash_attn is then a bare namespace
+    # holding flash_attn.cute)
+    from flash_attn import flash_attn_func, flash_attn_varlen_func  # noqa: F401
+    import flash_attn
+
+    return flash_attn
+
+
+@functools.cache
+def supported_head_dims() -> frozenset[int]:
+    """The candidate head dims the installed build runs (a tiny forward each; a restricted build refuses others)."""
+    if not torch.cuda.is_available():
+        return frozenset(CANDIDATE_HEAD_DIMS)
+    try:
+        fa = _flash_attn()
+    except ImportError:
+        return frozenset(CANDIDATE_HEAD_DIMS)
+    working = set()
+    for head_dim in CANDIDATE_HEAD_DIMS:
+        q = torch.zeros(1, 8, 1, head_dim, device="cuda", dtype=torch.float16)
+        try:
+            fa.flash_attn_func(q, q, q)
+            working.add(head_dim)
+        except RuntimeError:
+            pass
+    return frozenset(working)
+
+
+def _available() -> str | None:
+    if not torch.cuda.is_available():
+        return "flash-attn runs on CUDA GPUs only"
+    try:
+        _flash_attn()
+    except ImportError as exc:
+        return f"{INSTALL_HINT} ({exc})"
+    if 64 not in supported_head_dims():
+        return f"the installed flash-attn build does not run head dim 64 (runs {sorted(supported_head_dims())})"
+    return None
+
+
+def flash_attn2_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, *, causal=None,
+                       scale=None):
+    """Packed call: flash_attn_varlen_func on [T, H, D]."""
+    check_packed_call(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, supported_head_dims())
+    if q.shape[0] == 0 or k.shape[0] == 0:
+        return q * 0  # nothing to attend to (or no query): rows of 0, and dQ = 0; the kernel takes no empty tensor
+    return _flash_attn().flash_attn_varlen_func(
+        q, k, v, cu_seqlens_q, cu_seqlens_k, max(max_seqlen_q, 1), max(max_seqlen_k, 1),
+        softmax_scale=scale, causal=causal is not None,
+    )
+
+
+def flash_attn2_dense(q, k, v, *, key_padding_mask=None, causal=None, scale=None):
+    """Dense call: flash_attn_func, or unpad -> flash_attn_varlen_func -> pad with a key-padding mask."""
+    check_dense_inputs(q, k, v, key_padding_mask, head_dims=supported_head_dims())
+    if key_padding_mask is not None:
+        return dense_through_varlen(flash_attn2_varlen, q, k, v, key_padding_mask, causal=causal, scale=scale)
+    return _flash_attn().flash_attn_func(q, k, v, softmax_scale=scale, causal=causal is not None)
+
+
+def _capabilities() -> Capabilities:
+    version = installed_version("flash-attn")
+    return Capabilities(
+        devices={"cuda"}, dtypes=HALF, head_dims=supported_head_dims(), causal={BOTTOM_RIGHT},
+        key_padding_mask=True, varlen=True, gqa=True, backward=True, memory_efficient=True,
+        notes=(f"flash-attn {version or 'not installed'}; causal is bottom-right aligned only; key padding "
+               "drops the hidden keys (unpad -> varlen -> pad), so causal + key padding is refused; backward "
+               "accumulates dQ with atomics: not deterministic"),
+    )
+
+
+register(
+    Implementation(
+        name="flash-attn2",
+        forward=flash_attn2_dense,
+        varlen_forward=flash_attn2_varlen,
+        capabilities=_capabilities(),
+        available=_available,
+        description="flash-attn 2: flash_attn_func / flash_attn_varlen_func",
+    )
+)

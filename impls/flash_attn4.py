@@ -1,0 +1,90 @@
+"""flash-attn 4 (the ``flash-attn-4`` package, CuTe DSL kernels, imported as ``flash_attn.cute``).
+
+Registered beside flash-attn 2: same causal convention (bottom-right), same key-padding path (unpad -> varlen ->
+pad, so causal + key padding is refused), but a different kernel family, JIT-compiled per configuration on first
+use (a few seconds; ``FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED=1`` keeps compiled kernels on disk). Its functions
+return ``(out, lse)``, and in ``flash_attn_varlen_func`` the fourth positional parameter is ``qv``, not
+``cu_seqlens_q``: everything after q, k, v is passed by keyword.
+
+Installing: ``pip install --pre flash-attn-4`` (pre-releases only). Where the packages sit on ``PYTHONPATH``
+rather than in site-packages, the ``.pth`` file of ``nvidia-cutlass-dsl`` is not read, so its ``dsl_packages``
+folder must be on the path too (``scripts/gpu_site.sh`` does this for the offline GPU run).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from attnconf import BOTTOM_RIGHT, Capabilities, Implementation, register
+from attnconf.validation import check_dense_inputs
+from impls.flash_attn2 import check_packed_call, dense_through_varlen, installed_version
+
+HALF = {torch.float16, torch.bfloat16}
+HEAD_DIMS = frozenset({32, 64, 128})
+INSTALL_HINT = (
+    "flash-attn 4 is not installed: pip install --pre flash-attn-4 (CuTe DSL; Hopper or Blackwell GPUs; "
+    "offline GPU machines: scripts/fa4_pack.sh, then scripts/gpu_site.sh there)"
+)
+
+
+@functools.cache
+def _cute():
+    import flash_attn.cute as cute  # ImportError when missing
+
+    return cute
+
+
+def _available() -> str | None:
+    if not torch.cuda.is_available():
+        return "flash-attn 4 runs on CUDA GPUs only"
+    try:
+        _cute()
+    except ImportError as exc:
+        return f"{INSTALL_HINT} ({exc})"
+    major, _ = torch.cuda.get_device_capability()
+    if major < 9:
+        return f"flash-attn 4 needs a Hopper (sm90) or newer GPU; this one is sm{major}x"
+    return None
+
+
+def flash_attn4_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, *, causal=None,
+                       scale=None):
+    """Packed call: flash_attn.cute.flash_attn_varlen_func on [T, H, D], every option by keyword."""
+    check_packed_call(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, HEAD_DIMS)
+    if q.shape[0] == 0 or k.shape[0] == 0:
+        return q * 0  # nothing to attend to (or no query): rows of 0, and dQ = 0
+    out, _lse = _cute().flash_attn_varlen_func(
+        q, k, v, cu_seqlens_q=cu_seqlens_q, cu_seqlens_k=cu_seqlens_k, max_seqlen_q=max(max_seqlen_q, 1),
+        max_seqlen_k=max(max_seqlen_k, 1), softmax_scale=scale, causal=causal is not None,
+    )
+    return out
+
+
+def flash_attn4_dense(q, k, v, *, key_padding_mask=None, causal=None, scale=None):
+    """Dense call: flash_attn.cute.flash_attn_func, or unpad -> varlen -> pad with a key-padding mask."""
+    check_dense_inputs(q, k, v, key_padding_mask, head_dims=HEAD_DIMS)
+    if key_padding_mask is not None:
+        return dense_through_varlen(flash_attn4_varlen, q, k, v, key_padding_mask, causal=causal, scale=scale)
+    out, _lse = _cute().flash_attn_func(q, k, v, softmax_scale=scale, causal=causal is not None)
+    return out
+
+
+register(
+    Implementation(
+        name="flash-attn4",
+        forward=flash_attn4_dense,
+        varlen_forward=flash_attn4_varlen,
+        capabilities=Capabilities(
+            devices={"cuda"}, dtypes=HALF, head_dims=HEAD_DIMS, causal={BOTTOM_RIGHT}, key_padding_mask=True,
+            varlen=True, gqa=True, backward=True, memory_efficient=True,
+            notes=(f"flash-attn-4 {installed_version('flash-attn-4') or 'not installed'}; causal is bottom-right "
+                   "aligned only; key padding drops the hidden keys, so causal + key padding is refused; "
+                   "kernels JIT-compile per configuration on first use; not declared deterministic (default "
+                   "backward)"),
+        ),
+        available=_available,
+        description="flash-attn 4 (CuTe DSL): flash_attn.cute.flash_attn_func / flash_attn_varlen_func",
+    )
+)
