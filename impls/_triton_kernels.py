@@ -31,9 +31,12 @@ import triton.language as tl
 
 LOG2E = 1.4426950408889634  # log2(e): exp(x) == exp2(x * LOG2E)
 
-# sequence lengths and the causal alignment change from call to call: compiling a variant for each (Triton
-# specialises integer arguments equal to 1 or divisible by 16) would only cost compile time
-_RUNTIME_INTS = ["seqlen_q", "seqlen_k", "bottom_right", "group"]
+# Integer arguments that change from call to call with the shapes: Triton would otherwise compile a variant for each
+# value equal to 1 or divisible by 16, which costs compile time and buys nothing (the per-row statistics and the mask
+# are read one scalar per row or key; the tiles' strides, multiples of the head dim, stay specialised). Names a
+# kernel lacks are ignored.
+_RUNTIME_INTS = ["seqlen_q", "seqlen_k", "bottom_right", "group", "stride_lse_b", "stride_lse_h", "stride_delta_b",
+                 "stride_delta_h", "stride_mask_b", "stride_mask_s"]
 
 
 @triton.jit

@@ -58,27 +58,29 @@ class Blocks:
 # as the forward's did (numpy's matrix product may round differently for other shapes).
 INTERPRETER_BLOCKS = {"forward": Blocks(64, 64), "dkdv": Blocks(64, 64), "dq": Blocks(64, 64), "delta": Blocks(64, 64)}
 
-# GPU tiles per (kernel, float32?, head dim). float32 tiles are smaller: twice the bytes per element in shared
-# memory and registers. Chosen for an H100 (see notes/triton-kernel.md for the measurements behind them).
+# GPU tiles per (kernel, float32?, head dim), for an H100. Each was compiled for sm_90 and checked to keep every
+# value in registers (no spill to local memory) with matrix products on wgmma; float32 (input_precision "ieee")
+# has no tensor-core path, its products run on FMA units and need small tiles to stay in registers. See
+# notes/triton-kernel.md for the timings behind the 16-bit choices.
 GPU_BLOCKS = {
     ("forward", False, 32): Blocks(128, 64, 4, 3),
     ("forward", False, 64): Blocks(128, 64, 4, 3),
     ("forward", False, 128): Blocks(128, 64, 8, 3),
-    ("forward", True, 32): Blocks(64, 32, 4, 2),
-    ("forward", True, 64): Blocks(64, 32, 4, 2),
-    ("forward", True, 128): Blocks(32, 32, 4, 2),
-    ("dkdv", False, 32): Blocks(32, 128, 4, 3),
-    ("dkdv", False, 64): Blocks(32, 128, 4, 3),
-    ("dkdv", False, 128): Blocks(32, 64, 4, 3),
-    ("dkdv", True, 32): Blocks(32, 64, 4, 2),
-    ("dkdv", True, 64): Blocks(32, 64, 4, 2),
-    ("dkdv", True, 128): Blocks(32, 32, 4, 2),
+    ("forward", True, 32): Blocks(32, 32, 8, 1),
+    ("forward", True, 64): Blocks(32, 32, 8, 1),
+    ("forward", True, 128): Blocks(16, 32, 4, 1),
+    ("dkdv", False, 32): Blocks(64, 64, 4, 3),
+    ("dkdv", False, 64): Blocks(64, 64, 4, 3),
+    ("dkdv", False, 128): Blocks(64, 64, 8, 3),
+    ("dkdv", True, 32): Blocks(32, 32, 8, 1),
+    ("dkdv", True, 64): Blocks(32, 32, 8, 1),
+    ("dkdv", True, 128): Blocks(16, 32, 4, 1),
     ("dq", False, 32): Blocks(128, 32, 4, 3),
     ("dq", False, 64): Blocks(128, 32, 4, 3),
-    ("dq", False, 128): Blocks(64, 32, 4, 3),
-    ("dq", True, 32): Blocks(64, 32, 4, 2),
-    ("dq", True, 64): Blocks(64, 32, 4, 2),
-    ("dq", True, 128): Blocks(32, 32, 4, 2),
+    ("dq", False, 128): Blocks(128, 32, 8, 3),
+    ("dq", True, 32): Blocks(32, 32, 8, 1),
+    ("dq", True, 64): Blocks(32, 32, 8, 1),
+    ("dq", True, 128): Blocks(16, 32, 4, 1),
 }
 DELTA_BLOCK_M = 128
 
