@@ -58,10 +58,10 @@ class Blocks:
 # as the forward's did (numpy's matrix product may round differently for other shapes).
 INTERPRETER_BLOCKS = {"forward": Blocks(64, 64), "dkdv": Blocks(64, 64), "dq": Blocks(64, 64), "delta": Blocks(64, 64)}
 
-# GPU tiles per (kernel, float32?, head dim), for an H100. Each was compiled for sm_90 and checked to keep every
-# value in registers (no spill to local memory) with matrix products on wgmma; float32 (input_precision "ieee")
-# has no tensor-core path, its products run on FMA units and need small tiles to stay in registers. See
-# notes/triton-kernel.md for the timings behind the 16-bit choices.
+# GPU tiles per (kernel, float32?, head dim), for an H100. Each was compiled for sm_90 (scripts/triton_resources.py,
+# no GPU needed) and chosen to keep its values in registers (at most a few dozen bytes spilled in some mask or
+# packed variants) with the 16-bit products on wgmma. float32 (input_precision "ieee") has no tensor-core path: its
+# products run on FMA units and need small tiles to stay in registers. notes/triton-kernel.md has the timings.
 GPU_BLOCKS = {
     ("forward", False, 32): Blocks(128, 64, 4, 3),
     ("forward", False, 64): Blocks(128, 64, 4, 3),
