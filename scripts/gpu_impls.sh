@@ -8,16 +8,18 @@
 # flash-attn 2: a carried build (.carry/fa2/flash-attn-site.tar.xz) is used as is; with only the carried source
 # (.carry/fa2/flash-attn-src.tar.xz) it is built here first, in the background while the other implementations
 # are tested, and the built archive is left in $OUT for the next runs to carry.
-# Knobs: GPU_IMPLS_WORKERS (pytest-xdist workers, default 8), GPU_IMPLS_BUDGET (seconds for everything, 560).
+# Knobs: GPU_IMPLS_WORKERS (pytest-xdist workers, default 12), GPU_IMPLS_BUDGET (seconds for everything, 560).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 start=$SECONDS
 out=${OUT:-reports/gpu-impls}
 budget=${GPU_IMPLS_BUDGET:-560}
-workers=${GPU_IMPLS_WORKERS:-8}
+workers=${GPU_IMPLS_WORKERS:-12}
 mkdir -p "$out/conformance"
 log="$out/gpu-impls.log"
 export PYTHONUNBUFFERED=1
+# many pytest workers each compile (inductor, CuTe DSL): keep each one's own compile pool small
+export TORCHINDUCTOR_COMPILE_THREADS=${TORCHINDUCTOR_COMPILE_THREADS:-2}
 {
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
   python3 -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)"
@@ -26,7 +28,7 @@ export PYTHONUNBUFFERED=1
 build_pid=
 if [ ! -f .carry/fa2/flash-attn-site.tar.xz ] && [ -f .carry/fa2/flash-attn-src.tar.xz ]; then
   echo "building flash-attn 2 from the carried source in the background" | tee -a "$log"
-  FA2_OUT="$out" MAX_JOBS=${MAX_JOBS:-10} bash scripts/flash_attn_build_offline.sh build > "$out/fa2-build-summary.txt" 2>&1 &
+  FA2_OUT="$out" MAX_JOBS=${MAX_JOBS:-12} bash scripts/flash_attn_build_offline.sh build > "$out/fa2-build-summary.txt" 2>&1 &
   build_pid=$!
 fi
 source scripts/gpu_site.sh >> "$log" 2>&1  # no pipe: its exports must reach this shell
@@ -38,6 +40,11 @@ for dist in ("flash-attn", "flash-attn-4", "nvidia-cutlass-dsl-libs-base", "quac
     except PackageNotFoundError:
         print(f"{dist}: not installed")
 PY
+
+# the adapter tests, with their CUDA-only cases (compiled flex on one shared q/k/v buffer), beside the rest
+python3 -m pytest -q -p no:cacheprovider tests/test_flex_block_masks.py tests/test_flash_adapters.py \
+  > /tmp/gpu-impls-unit.log 2>&1 &
+unit_pid=$!
 
 conformance() {  # $1: impl globs, $2: report folder, $3: seconds allowed
   timeout -s INT -k 30 "$3" python3 -m pytest conformance -q -p no:cacheprovider --device cuda -n "$workers" \
@@ -58,6 +65,8 @@ else
   conformance 'flex-*,flash-attn2,flash-attn4,torch-varlen' /tmp/gpu-impls/a $((budget - (SECONDS - start) - 15))
   parts+=(/tmp/gpu-impls/a)
 fi
+
+wait "$unit_pid"; echo "adapter tests:" | tee -a "$log"; tail -n 15 /tmp/gpu-impls-unit.log | tee -a "$log"
 
 # one matrix from the parts (each part is one pytest run)
 python3 - "$out/conformance" "${parts[@]}" <<'PY' 2>&1 | tee -a "$log"
