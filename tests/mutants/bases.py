@@ -177,8 +177,11 @@ class TiledAttention(EagerAttention):
         row_sum = q.new_zeros(q.shape[:-1] + (1,), dtype=acc_dtype)
         acc = q.new_zeros(q.shape, dtype=acc_dtype)
         tiles = self.tiles(seqlen_k, q.device)
+        key_end = seqlen_k if causal is None else self.causal_key_end(seqlen_q, seqlen_k, causal)
         for n, cols in enumerate(tiles):
             last = n == len(tiles) - 1
+            if int(cols[0]) >= key_end:  # no query row sees this tile: the loop bound of a causal kernel
+                continue
             scores = q @ k[:, :, cols].transpose(-2, -1)
             visible = self.tile_visibility(cols, seqlen_q, seqlen_k, key_padding_mask, causal, last=last)
             scores = scores.masked_fill(~visible, float("-inf"))
@@ -201,6 +204,10 @@ class TiledAttention(EagerAttention):
             torch.arange(start, min(start + self.BLOCK, seqlen_k), device=device)
             for start in range(0, seqlen_k, self.BLOCK)
         ]
+
+    def causal_key_end(self, seqlen_q: int, seqlen_k: int, causal: str) -> int:
+        """Keys from here on are hidden from every query row (the last row sees keys j <= Sq - 1 + offset)."""
+        return max(0, min(seqlen_k, seqlen_q + self.causal_offset(seqlen_q, seqlen_k, causal)))
 
     def tile_visibility(self, cols, seqlen_q, seqlen_k, key_padding_mask, causal, *, last: bool) -> torch.Tensor:
         """bool [B or 1, 1, Sq, tile]: causal from the indices, key padding loaded for the tile's keys."""

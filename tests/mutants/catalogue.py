@@ -191,6 +191,13 @@ class TiledTailWrapsAround(TiledAttention):
                 for start in range(0, seqlen_k, self.BLOCK)]
 
 
+class TiledCausalLoopEndsEarly(TiledAttention):
+    """tiled causal kernel: the loop over key tiles ends at the first query row's bound instead of the last row's"""
+
+    def causal_key_end(self, seqlen_q, seqlen_k, causal):
+        return max(0, min(seqlen_k, 1 + self.causal_offset(seqlen_q, seqlen_k, causal)))
+
+
 class TiledHalfAccumulation(TiledAttention):
     """tiled kernel: the running output and sum are kept in fp16/bf16 instead of fp32"""
 
@@ -335,6 +342,13 @@ class VarlenCuSeqlensOffByOne(PackedAttention):
         return [(bq, (min(k0 + 1, total_k), min(k1 + 1, total_k))) for bq, (k0, k1) in zip(bounds_q, bounds_k)]
 
 
+class VarlenKeyRangesFromQueryOffsets(PackedAttention):
+    """varlen: key ranges read from cu_seqlens_q (right only while every Sk_b == Sq_b)"""
+
+    def sequences(self, bounds_q, bounds_k, max_seqlen_k):
+        return [(bq, bq) for bq in bounds_q]
+
+
 class VarlenLastSequenceDropped(PackedAttention):
     """varlen: the loop over sequences stops before the last one"""
 
@@ -400,6 +414,7 @@ MUTANTS: list[Implementation] = [
     _dense("tiled-no-rescale", TiledNoRescale, TILED),
     _dense("tiled-tail-dropped", TiledTailDropped, TILED),
     _dense("tiled-tail-wraps-around", TiledTailWrapsAround, TILED),
+    _dense("tiled-causal-loop-ends-early", TiledCausalLoopEndsEarly, TILED),
     _dense("tiled-half-accumulation", TiledHalfAccumulation, TILED),
     _dense("gqa-modulo", GqaModulo),
     _dense("heads-not-checked", HeadsNotChecked),
@@ -416,6 +431,7 @@ MUTANTS: list[Implementation] = [
     _dense("cached-result", CachedResult),
     _packed("varlen-window-leaks", VarlenWindowLeaks),
     _packed("varlen-cu-seqlens-off-by-one", VarlenCuSeqlensOffByOne),
+    _packed("varlen-key-ranges-from-query-offsets", VarlenKeyRangesFromQueryOffsets),
     _packed("varlen-last-sequence-dropped", VarlenLastSequenceDropped),
     _packed("varlen-stops-at-empty-sequence", VarlenStopsAtEmptySequence),
     _packed("varlen-cu-seqlens-unchecked", VarlenCuSeqlensUnchecked),

@@ -63,8 +63,9 @@ def run_suite(work_dir: Path, *, jobs: int = 2) -> tuple[list[dict], dict]:
     names = [m.name for m in MUTANTS] + correct_names()
     groups = [names[i::jobs] for i in range(jobs)]  # round-robin: slow and fast implementations spread evenly
     env = dict(os.environ)
-    if jobs > 1:
-        env.setdefault("OMP_NUM_THREADS", "1")  # one core per run instead of every run fighting for all of them
+    # one thread per run: the tensors are small, and threads that spin while waiting for a busy core (other runs,
+    # other CI jobs) cost several times the work itself
+    env.setdefault("OMP_NUM_THREADS", "1")
     runs = []
     for n, group in enumerate(groups):
         report_dir = work_dir / f"run{n}"
@@ -175,10 +176,16 @@ def _short(text: str, width: int = 140) -> str:
 
 
 def summary_lines(matrix: KillMatrix) -> list[str]:
+    """One line per mutant, then the verdict."""
     lines = []
-    for m, bug in matrix.mutants.items():
+    for m in matrix.mutants:
         first = matrix.first_catch(m)
         lines.append(f"{m}: {'caught by ' + first if first else 'SURVIVED'} ({len(matrix.catches(m))} contracts)")
+    return lines + verdict_lines(matrix)
+
+
+def verdict_lines(matrix: KillMatrix) -> list[str]:
+    lines = []
     caught = len(matrix.mutants) - len(matrix.survivors)
     lines.append(f"{caught}/{len(matrix.mutants)} mutants caught; survivors: {', '.join(matrix.survivors) or 'none'}")
     lines.append(f"false positives (failures of {', '.join(matrix.correct)}): {len(matrix.false_positives)}")
@@ -223,7 +230,7 @@ def markdown(matrix: KillMatrix, meta: dict, *, seconds: float, jobs: int) -> st
         "",
         "## Verdict",
         "",
-        *[f"- {line}" for line in summary_lines(matrix)[len(matrix.mutants):]],
+        *[f"- {line}" for line in verdict_lines(matrix)],
         "",
         "## Matrix",
         "",
