@@ -6,14 +6,16 @@ only alignment declared. A key-padding mask is applied by dropping the hidden ke
 positions would then count only the kept keys, so causal masking together with a key-padding mask is refused
 (``dense_through_varlen``) rather than computed on shifted positions.
 
-GPU only. The head dims declared are the ones the installed build runs (a build restricted to some head dims, as
-``scripts/flash_attn_build_offline.sh`` makes, answers the others with an error), probed once on first use.
+GPU only. A build restricted to some head dims by ``scripts/flash_attn_build_offline.sh`` records them beside the
+package (``flash_attn_build.txt``), and only those are declared; an ordinary installation has every head dim.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib.metadata
+import importlib.util
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -101,23 +103,22 @@ def _flash_attn():
 
 
 @functools.cache
+def build_record() -> dict[str, str]:
+    """The key=value lines of ``flash_attn_build.txt`` beside the installed package, written by
+    ``scripts/flash_attn_build_offline.sh``; empty for any other installation. Found without importing flash_attn."""
+    spec = importlib.util.find_spec("flash_attn")
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(location).parent / "flash_attn_build.txt"
+        if path.is_file():
+            pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+            return {key.strip(): value.strip() for key, value in pairs}
+    return {}
+
+
 def supported_head_dims() -> frozenset[int]:
-    """The candidate head dims the installed build runs (a tiny forward each; a restricted build refuses others)."""
-    if not torch.cuda.is_available():
-        return frozenset(CANDIDATE_HEAD_DIMS)
-    try:
-        fa = _flash_attn()
-    except ImportError:
-        return frozenset(CANDIDATE_HEAD_DIMS)
-    working = set()
-    for head_dim in CANDIDATE_HEAD_DIMS:
-        q = torch.zeros(1, 8, 1, head_dim, device="cuda", dtype=torch.float16)
-        try:
-            fa.flash_attn_func(q, q, q)
-            working.add(head_dim)
-        except RuntimeError:
-            pass
-    return frozenset(working)
+    """The head dims a restricted offline build names; an ordinary installation builds every head dim."""
+    named = build_record().get("head_dims")
+    return frozenset(int(d) for d in named.split()) if named else frozenset(CANDIDATE_HEAD_DIMS)
 
 
 def _available() -> str | None:
@@ -128,7 +129,7 @@ def _available() -> str | None:
     except ImportError as exc:
         return f"{INSTALL_HINT} ({exc})"
     if 64 not in supported_head_dims():
-        return f"the installed flash-attn build does not run head dim 64 (runs {sorted(supported_head_dims())})"
+        return f"the installed flash-attn build has no head dim 64 (has {sorted(supported_head_dims())})"
     return None
 
 
@@ -154,10 +155,13 @@ def flash_attn2_dense(q, k, v, *, key_padding_mask=None, causal=None, scale=None
 
 def _capabilities() -> Capabilities:
     version = installed_version("flash-attn")
+    record = build_record()
+    build = (f" (offline build: head dims {record.get('head_dims')}, sm{record.get('cuda_archs')}, features "
+             f"{record.get('features')}, nvcc {record.get('nvcc')}, torch {record.get('torch')})" if record else "")
     return Capabilities(
         devices={"cuda"}, dtypes=HALF, head_dims=supported_head_dims(), causal={BOTTOM_RIGHT},
         key_padding_mask=True, varlen=True, gqa=True, backward=True, memory_efficient=True,
-        notes=(f"flash-attn {version or 'not installed'}; causal is bottom-right aligned only; key padding "
+        notes=(f"flash-attn {version or 'not installed'}{build}; causal is bottom-right aligned only; key padding "
                "drops the hidden keys (unpad -> varlen -> pad), so causal + key padding is refused; backward "
                "accumulates dQ with atomics: not deterministic"),
     )

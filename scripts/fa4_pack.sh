@@ -31,10 +31,11 @@ for wheel in "$wheels"/*.whl; do
   unzip -q -o "$wheel" -d "$stage"
 done
 # Left out, to fit the carry: stubs for other platforms (QNX, aarch64); IKET, the DSL's optional in-kernel event
-# tracer (its import is guarded: cute.experimental.iket then reports itself unavailable); tvm-ffi's test library,
-# C++ sources and bundled third-party sources (only needed to build extensions against it).
+# tracer (its import is guarded: cute.experimental.iket then reports itself unavailable); tvm-ffi's C++ sources
+# and bundled third-party sources (only needed to build extensions against it). tvm-ffi's test library stays:
+# importing tvm_ffi loads it.
 rm -rf "$stage"/nvidia_cutlass_dsl/cu*/lib/stubs "$stage"/nvidia_cutlass_dsl/dsl_packages/iket \
-  "$stage"/tvm_ffi/lib/libtvm_ffi_testing.so "$stage"/tvm_ffi/3rdparty "$stage"/tvm_ffi/src "$stage"/tvm_ffi/cython
+  "$stage"/tvm_ffi/3rdparty "$stage"/tvm_ffi/src "$stage"/tvm_ffi/cython
 
 # xz with the x86 branch filter (machine code compresses better) and a dictionary larger than the biggest library,
 # so repeats across the two large libraries are found: 55.6 MB from 250 MB (plain xz -6: 72 MB). Slow: 9 min here.

@@ -19,8 +19,9 @@
 #   FLASH_ATTN_CUDA_ARCHS="90"  GPU architectures (flash-attn's own variable; 80;90;100;120 upstream)
 #   FA2_FEATURES="core"         core: -DFLASHATTENTION_DISABLE_{DROPOUT,ALIBI,SOFTCAP,LOCAL}; full: everything
 #   MAX_JOBS=$(nproc)           parallel compile jobs;  FA2_SRC, FA2_OUT: input archive, output folder
-# The output archive unpacks into a site folder (see scripts/gpu_site.sh): flash_attn/, flash_attn_2_cuda*.so,
-# the dist-info, and flash_attn_build.txt describing the build.
+# The output archive unpacks into a site folder (see scripts/gpu_site.sh): flash_attn/ (less the sdist's bundled
+# copy of flash_attn/cute, which belongs to flash-attn-4), flash_attn_2_cuda*.so, the dist-info, and
+# flash_attn_build.txt describing the build (key=value; impls/flash_attn2.py declares the head dims it names).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FA2_VERSION=${FA2_VERSION:-2.8.3.post2}
@@ -56,9 +57,15 @@ lines = [l for l in text.splitlines(keepends=True)
          if not (m := re.search(r'"csrc/flash_attn/src/flash_\w*?hdim(\d+)_', l)) or kept(m)]
 text = "".join(lines)
 if features == "core":
-    flags = "".join(f'    "-DFLASHATTENTION_DISABLE_{f}",\n' for f in ("DROPOUT", "ALIBI", "SOFTCAP", "LOCAL"))
+    # nvcc builds the kernels without these features; the C++ compiler must see the same switches, or the API's
+    # checks that refuse a disabled feature (flash_api.cpp) are compiled out and dropout, say, is silently ignored
+    names = ("DROPOUT", "ALIBI", "SOFTCAP", "LOCAL")
+    flags = "".join(f'    "-DFLASHATTENTION_DISABLE_{f}",\n' for f in names)
     text = text.replace('    "--use_fast_math",\n', '    "--use_fast_math",\n' + flags, 1)
     assert flags in text, "setup.py: nvcc flag list not found"
+    cxx = 'compiler_c17_flag=["-O3", "-std=c++17"]'
+    assert cxx in text, "setup.py: C++ flag list not found"
+    text = text.replace(cxx, cxx[:-1] + "".join(f', "-DFLASHATTENTION_DISABLE_{f}"' for f in names) + "]", 1)
 elif features != "full":
     sys.exit(f"FA2_FEATURES must be core or full, got {features!r}")
 open(setup, "w").write(text)
@@ -77,6 +84,17 @@ print(f"sources: {sum('hdim' in l and '.cu' in l for l in lines)} CUDA files for
 PY
 }
 
+write_build_record() {  # key=value lines beside the package; impls/flash_attn2.py reads head_dims from it
+  {
+    echo "flash_attn=$FA2_VERSION"
+    echo "head_dims=$FA2_HEAD_DIMS"
+    echo "cuda_archs=$FLASH_ATTN_CUDA_ARCHS"
+    echo "features=$FA2_FEATURES"
+    echo "nvcc=$(nvcc --version | grep -o 'release [0-9.]*' | cut -d' ' -f2)"
+    echo "torch=$(python3 -c 'import torch; print(torch.__version__)')"
+  } > "$1"
+}
+
 build() {
   export FA2_HEAD_DIMS=${FA2_HEAD_DIMS:-64} FA2_FEATURES=${FA2_FEATURES:-core}
   export FLASH_ATTN_CUDA_ARCHS=${FLASH_ATTN_CUDA_ARCHS:-90} MAX_JOBS=${MAX_JOBS:-$(nproc)}
@@ -92,10 +110,9 @@ build() {
     || { tail -n 40 "$out/fa2-build.log"; exit 1; }
   echo "built in $((SECONDS - start)) s (head dims $FA2_HEAD_DIMS, archs $FLASH_ATTN_CUDA_ARCHS, $FA2_FEATURES, MAX_JOBS $MAX_JOBS)"
   (cd "$work/site" && python3 -m zipfile -e "$work"/dist/flash_attn-*.whl .)
-  printf 'flash-attn %s built from the sdist: head dims %s, archs %s, features %s, nvcc %s, torch %s\n' \
-    "$FA2_VERSION" "$FA2_HEAD_DIMS" "$FLASH_ATTN_CUDA_ARCHS" "$FA2_FEATURES" \
-    "$(nvcc --version | grep -o 'release [0-9.]*')" "$(python3 -c 'import torch; print(torch.__version__)')" \
-    > "$work/site/flash_attn_build.txt"
+  # the sdist bundles an older copy of flash-attn 4's flash_attn/cute: it would shadow the flash-attn-4 package
+  rm -rf "$work/site/flash_attn/cute"
+  write_build_record "$work/site/flash_attn_build.txt"
   tar -C "$work/site" -cf - . | xz -T0 -6 > "$out/flash-attn-site.tar.xz"
   ls -l "$out/flash-attn-site.tar.xz"
 }

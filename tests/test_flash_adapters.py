@@ -128,3 +128,21 @@ def test_without_cuda_every_flash_implementation_says_so(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     for available in (flash_attn2._available, flash_attn4._available):
         assert "CUDA" in available()
+
+
+def test_head_dims_come_from_the_offline_build_record(tmp_path, monkeypatch):
+    (tmp_path / "flash_attn").mkdir()
+    (tmp_path / "flash_attn_build.txt").write_text("flash_attn=2.8.3.post2\nhead_dims=64 128\nfeatures=core\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(__import__("sys").modules, "flash_attn", raising=False)
+    flash_attn2.build_record.cache_clear()
+    try:
+        assert flash_attn2.supported_head_dims() == {64, 128}
+        assert flash_attn2.build_record()["features"] == "core"
+    finally:
+        flash_attn2.build_record.cache_clear()
+
+
+def test_without_a_build_record_every_candidate_head_dim_is_declared(monkeypatch):
+    monkeypatch.setattr(flash_attn2, "build_record", lambda: {})
+    assert flash_attn2.supported_head_dims() == set(flash_attn2.CANDIDATE_HEAD_DIMS)
