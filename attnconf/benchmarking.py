@@ -3,7 +3,8 @@
 Used by the pytest-benchmark tests in ``benchmarks/`` and by the MEM-1 contract (``conformance/test_memory.py``).
 
 Timing rules (what makes a GPU number honest):
-- the timer synchronizes the device before it reads the clock, so a round covers the device work it launched;
+- the timer waits for the device before it returns, and reads CUDA events, so a round is the device time from
+  its start marker to its end marker, covering all the work it launched (``EventClock``);
 - warm-up calls run first, so compilation, autotuning and lazy initialisation stay out of the statistics;
 - every round gets freshly drawn inputs, and a buffer larger than the last-level cache is overwritten after they
   are drawn, so no round finds its operands already in cache;
@@ -96,7 +97,7 @@ class BenchCase:
 
 
 def _cases(layout, passes, seqlens, dtypes, head_dims, causals, *, tokens=None, batch=1, heads=None):
-    """Cartesian product; ``tokens`` fixes batch x seqlen (as flash-attention's benchmarks do), ``heads`` maps D -> H."""
+    """Cartesian product; ``tokens`` fixes batch x seqlen (as flash-attention's benchmarks do); ``heads``: D -> H."""
     return [
         BenchCase(layout, p, s, max(1, tokens // s) if tokens else batch, heads[d], d, dt, c)
         for dt in dtypes for d in head_dims for p in passes for c in causals for s in seqlens
@@ -138,10 +139,12 @@ def ordered(cases: list[BenchCase]) -> list[BenchCase]:
 
 # Per set: rounds and time per benchmark (pytest-benchmark's --benchmark-max-time / --benchmark-min-rounds, unless
 # given), and the seconds one implementation may spend before its remaining cases are skipped (--bench-impl-budget):
-# the Triton interpreter or a per-shape compile can cost minutes per case on a CPU.
+# the Triton interpreter can cost minutes per case on a CPU. On a GPU, --bench-budget shares its time among the
+# implementations instead (see benchmarks/conftest.py). Ten rounds at least: one slow round then moves the mean
+# by a tenth of its excess, not a fifth.
 SET_DEFAULTS: dict[str, dict] = {
     "cpu": {"benchmark_max_time": "0.2", "benchmark_min_rounds": 3, "impl_budget": 60.0},
-    "gpu": {"benchmark_max_time": "0.1", "benchmark_min_rounds": 5, "impl_budget": 40.0},
+    "gpu": {"benchmark_max_time": "0.1", "benchmark_min_rounds": 10, "impl_budget": None},
 }
 # Implementations that materialise the [S, S] score matrix (memory_efficient not declared) stop at this length in
 # each set: at 16k tokens and 32 heads one bf16 copy of it is 8 GiB at S = 8192, and such a run costs minutes
@@ -208,11 +211,44 @@ def case_flops(case: BenchCase) -> float:
 # ---- timing -----------------------------------------------------------------------------------------------------
 
 
-def synchronized_timer() -> float:
-    """``time.perf_counter`` read after the GPU has finished the work queued so far (plain clock without CUDA)."""
-    if torch.cuda.is_initialized():
-        torch.cuda.synchronize()
-    return time.perf_counter()
+class EventClock:
+    """Seconds on the GPU's own clock, read through CUDA events.
+
+    Each reading records an event on the current stream, waits until the device has finished everything queued
+    (on every stream), and advances by the device time elapsed since the previous reading's event. The difference
+    of two readings is therefore the device time from the first marker to the second: all the work launched in
+    between, and any gap while the device waited for the host to launch it, but not the moment the host takes to
+    wake up after the device finished (a preempted host thread adds milliseconds to a wall-clock reading).
+    """
+
+    def __init__(self, make_event=None, synchronize=None):
+        self._make_event = make_event or (lambda: torch.cuda.Event(enable_timing=True))
+        self._synchronize = synchronize or torch.cuda.synchronize
+        self._last = None
+        self._now = 0.0
+
+    def __call__(self) -> float:
+        event = self._make_event()
+        event.record()
+        self._synchronize()
+        if self._last is not None:
+            self._now += self._last.elapsed_time(event) / 1e3  # milliseconds between the two markers
+        self._last = event
+        return self._now
+
+
+_clock: Callable[[], float] = time.perf_counter
+
+
+def use_device_clock(device: torch.device) -> None:
+    """Make ``device_clock`` read the clock of the device being benchmarked (set once per session)."""
+    global _clock
+    _clock = EventClock() if device.type == "cuda" else time.perf_counter
+
+
+def device_clock() -> float:
+    """pytest-benchmark's timer for this suite: CUDA events on a GPU (``EventClock``), ``perf_counter`` on a CPU."""
+    return _clock()
 
 
 class CacheFlusher:
@@ -317,9 +353,9 @@ def make_runner(impl: Implementation, case: BenchCase, device: torch.device, flu
 def timed_call(runner: Runner) -> float:
     """One untimed-setup, timed-target round outside pytest-benchmark (warm-up and round sizing)."""
     args, kwargs = runner.setup()
-    start = synchronized_timer()
+    start = device_clock()
     runner.target(*args, **kwargs)
-    return synchronized_timer() - start
+    return device_clock() - start
 
 
 def warm_up(runner: Runner, rounds: int, budget: float) -> float:
@@ -394,7 +430,7 @@ def run_benchmark(benchmark, impl: Implementation, case: BenchCase, device: torc
     """Time ``case`` on ``impl`` with pytest-benchmark's ``benchmark`` fixture; fill and return ``extra_info``.
 
     ``benchmark.pedantic`` runs ``setup`` (fresh inputs, cache flush; untimed) before each round and times the
-    call with the fixture's timer (``synchronized_timer``, set by the suite's marker).
+    call with the fixture's timer (``device_clock``, set by the suite's marker).
     """
     runner = make_runner(impl, case, device, flush)
     warmups = GPU_WARMUP_ROUNDS if device.type == "cuda" else CPU_WARMUP_ROUNDS

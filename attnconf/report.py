@@ -58,6 +58,7 @@ class Run:
     datetime: str
     machine: dict
     commit: dict
+    context: dict  # what benchmarks/conftest.py adds: set, implementations, arguments, host load
     results: dict[str, Result] = field(default_factory=dict)  # by fullname
 
     @property
@@ -72,7 +73,8 @@ def load_runs(storage_dir: Path) -> list[Run]:
         data = json.loads(path.read_text())
         number, _, label = path.stem.partition("_")
         run = Run(storage_dir.name, number, label, data.get("datetime", ""),
-                  data.get("machine_info", {}).get("attnconf", {}), data.get("commit_info", {}))
+                  data.get("machine_info", {}).get("attnconf", {}), data.get("commit_info", {}),
+                  data.get("attnconf", {}))
         for bench in data.get("benchmarks", []):
             run.results[bench["fullname"]] = Result(bench["fullname"], bench["name"], bench["stats"],
                                                     bench.get("extra_info", {}))
@@ -245,7 +247,9 @@ def plot_memory(results: list[Result], colors: dict, title: str, path: Path) -> 
     """
     plt = _pyplot()
     passes = sorted({r.info["pass"] for r in results}, key=PASS_ORDER.get)
-    fig, axes = plt.subplots(1, len(passes), figsize=(5.2 * len(passes), 3.8), squeeze=False)
+    impls = {r.impl for r in results}
+    legend_rows = math.ceil(len(impls) / 2)
+    fig, axes = plt.subplots(1, len(passes), figsize=(5.2 * len(passes), 3.6 + 0.22 * legend_rows), squeeze=False)
     full = [r for r in results if not r.info.get("causal")] or results
     for j, pass_ in enumerate(passes):
         ax = axes[0][j]
@@ -259,7 +263,8 @@ def plot_memory(results: list[Result], colors: dict, title: str, path: Path) -> 
         _axes_style(ax, {r.info["seqlen"] for r in results}, log_y=True)
         ax.set_title(f"{pass_}, full mask", fontsize=10)
         ax.set_ylabel("peak memory per sequence (MiB)")
-        ax.legend(fontsize=7)
+        # below the axes: the slopes differ per pass, and inside the axes the legend would hide curves
+        ax.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
     fig.suptitle(title, fontsize=11)
     return _save(fig, path)
 
@@ -290,8 +295,9 @@ def plot_history(runs: list[Run], name: str, baseline: Run, threshold: float, pa
     for x, m, c in zip(xs, means, changes):
         ax.annotate(fmt_percent(c), (x, m), textcoords="offset points", xytext=(8, 4), fontsize=8)
     ax.set_xticks(xs, [f"{r.title}\n{r.datetime[:10]}" for r in present], fontsize=8)
+    ax.set_xlim(-0.5, len(present) - 0.2)  # room for the last annotation
     ax.set_ylabel("mean time per call (ms)")
-    ax.set_ylim(bottom=0)
+    ax.set_ylim(0, max(m + h for m, h in zip(means, highs)) * 1.15)  # headroom for the labels
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     short = present[-1].results[name].name
@@ -363,10 +369,11 @@ def benchmark_section(storage: Path, reports: Path, *, baseline_number: str | No
                    f"{len(found)} of {common} slower by > {threshold:.0%}" + (f" (worst {fmt_percent(found[0][1])})"
                                                                            if found else ""))
         impls = sorted({r.impl for r in run.results.values()})
+        load = run.context.get("host_load_1min")
         rows.append([run.title, run.datetime[:19].replace("T", " "), str(run.commit.get("id", ""))[:10],
-                     str(len(run.results)), ", ".join(impls), verdict])
-    lines += md_table(["run", "date (UTC)", "commit", "results", "implementations", f"mean vs {baseline.title}"],
-                      rows)
+                     "–" if load is None else f"{load:.1f}", str(len(run.results)), ", ".join(impls), verdict])
+    lines += md_table(["run", "date (UTC)", "commit", "host load", "results", "implementations",
+                       f"mean vs {baseline.title}"], rows)
     lines += ["", f"Tables and plots below show run `{shown.title}`: TFLOP/s from the median time (FLOPs counted "
               "exactly for causal masks and packed batches; backward = 2.5 x forward), peak memory of one call "
               f"measured with {shown_method(shown)}.", ""]
@@ -519,7 +526,8 @@ def write(reports: Path, **options) -> tuple[Path, Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m attnconf.report", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--reports", type=Path, default=DEFAULT_REPORTS, help="the reports folder (default: %(default)s)")
+    parser.add_argument("--reports", type=Path, default=DEFAULT_REPORTS,
+                        help="the reports folder (default: %(default)s)")
     parser.add_argument("--baseline", help="run number the others are compared with (default: each storage's first)")
     parser.add_argument("--history", metavar="GLOB", help="benchmark whose history is plotted (default: the one in "
                         "the most runs, then the largest)")

@@ -8,6 +8,7 @@ implementation's capability manifest declares it.
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 
@@ -47,8 +48,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type=float,
         default=None,
         metavar="SECONDS",
-        help="skip the benchmarks that would start later than SECONDS after the session began (so that a run "
-        "bounded in time still saves what it measured)",
+        help="time for the whole session: each implementation, when it starts, gets an equal share of what is "
+        "left among those still to run, and skips its remaining cases (cheapest run first) once that is spent; "
+        "nothing starts after SECONDS (so that a run bounded in time still saves what it measured)",
     )
 
 
@@ -81,6 +83,10 @@ def pytest_configure(config: pytest.Config) -> None:
     budget = config.getoption("--bench-impl-budget")
     config.attnconf_bench_impl_budget = defaults["impl_budget"] if budget is None else (budget or None)
     config.attnconf_bench_spent = {}  # implementation name -> seconds spent benchmarking it
+    config.attnconf_bench_shares = {}  # implementation name -> its share of --bench-budget, fixed when it starts
+    config.attnconf_bench_queue = []  # implementations with cases to run, in run order (set after collection)
+    config.attnconf_bench_current = None
+    benchmarking.use_device_clock(device)
     limit = config.getoption("--bench-materialised-max-seqlen")
     config.attnconf_bench_materialised_max = (
         benchmarking.MATERIALISED_MAX_SEQLEN[config.attnconf_bench_set] if limit is None else (limit or None)
@@ -105,6 +111,41 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "bench_case" in metafunc.fixturenames:
         cases = benchmarking.ordered(benchmarking.BENCH_SETS[metafunc.config.attnconf_bench_set]())
         metafunc.parametrize("bench_case", cases, ids=[f"{c.layout}-{c.id}" for c in cases])
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Which implementations have cases to run here, in run order: the ones --bench-budget is shared among."""
+    config = session.config
+    device = config.attnconf_bench_device
+    queue, probed = [], {}
+    for item in session.items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        impl, case = params.get("impl"), params.get("bench_case")
+        if impl is None or case is None or impl.name in queue:
+            continue
+        if impl.name not in probed:
+            probed[impl.name] = impl.unavailable_reason() or impl.capabilities.missing(device=device)
+        if not probed[impl.name] and not benchmarking.skip_reason(impl, case, device,
+                                                                  config.attnconf_bench_materialised_max):
+            queue.append(impl.name)
+    config.attnconf_bench_queue = queue
+
+
+def _time_limit(config: pytest.Config, name: str) -> tuple[float | None, str]:
+    """(seconds ``name`` may spend, how that was set): its share of --bench-budget and/or --bench-impl-budget."""
+    shares = config.attnconf_bench_shares
+    budget = config.getoption("--bench-budget")
+    if name not in shares and budget is not None:
+        waiting = [n for n in config.attnconf_bench_queue if n not in shares] or [name]  # this one included
+        left = budget - (time.monotonic() - config.attnconf_bench_started)
+        shares[name] = max(0.0, left) / len(waiting)
+    limits = []
+    if shares.get(name) is not None:
+        limits.append((shares[name], f"its share of --bench-budget {budget:g} s"))
+    cap = config.attnconf_bench_impl_budget
+    if cap is not None:
+        limits.append((cap, f"--bench-impl-budget {cap:g} s"))
+    return min(limits) if limits else (None, "")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -155,10 +196,16 @@ def run_case(impl, device, cache_flusher, benchmark, request):  # impl first: it
         budget = config.getoption("--bench-budget")
         if budget is not None and time.monotonic() - config.attnconf_bench_started > budget:
             pytest.skip(f"the benchmark time budget (--bench-budget {budget:g} s) is spent")
-        impl_budget = config.attnconf_bench_impl_budget
-        if impl_budget is not None and spent.get(impl.name, 0.0) > impl_budget:
-            pytest.skip(f"{impl.name} has spent its benchmark time budget ({spent[impl.name]:.0f} s > "
-                        f"--bench-impl-budget {impl_budget:g} s); cases run cheapest first")
+        limit, source = _time_limit(config, impl.name)
+        if limit is not None and spent.get(impl.name, 0.0) > limit:
+            pytest.skip(f"{impl.name} has spent its benchmark time ({spent[impl.name]:.0f} s > {limit:.0f} s, "
+                        f"{source}); its cases run cheapest first")
+        if config.attnconf_bench_current != impl.name:
+            # a clean slate for each implementation: nothing the previous one cached is collected mid-round
+            config.attnconf_bench_current = impl.name
+            gc.collect()
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
         started = time.monotonic()
         try:
             return measure(case)
@@ -172,6 +219,12 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
     machine_info["attnconf"] = benchmarking.machine_info(config.attnconf_bench_device)
 
 
+def pytest_benchmark_update_commit_info(config: pytest.Config, commit_info: dict) -> None:
+    # a copy of the working tree without .git (a GPU machine) cannot know its commit: the caller may say it
+    if os.environ.get("ATTNCONF_COMMIT") and commit_info.get("id") in (None, "unknown"):
+        commit_info.update(id=os.environ["ATTNCONF_COMMIT"], source="ATTNCONF_COMMIT")
+
+
 def pytest_benchmark_update_json(config: pytest.Config, benchmarks, output_json: dict) -> None:
     for bench in output_json["benchmarks"]:  # parameters by name, not as unserializable objects
         bench["params"] = {key: _plain(value) for key, value in (bench.get("params") or {}).items()}
@@ -180,6 +233,9 @@ def pytest_benchmark_update_json(config: pytest.Config, benchmarks, output_json:
         "storage": benchmarking.storage_name(config.attnconf_bench_device),
         "implementations": {i.name: i.description for i in config.attnconf_impls},
         "args": list(config.invocation_params.args),
+        # how busy the host was: timings from a shared machine are only as steady as its load (not machine_info,
+        # which pytest-benchmark compares between runs and would then always call different)
+        "host_load_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     }
 
 

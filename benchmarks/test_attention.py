@@ -8,10 +8,10 @@ timed. Cases run cheapest first within each implementation.
 
 import pytest
 
-from attnconf.benchmarking import synchronized_timer
+from attnconf.benchmarking import device_clock
 
 pytestmark = [
-    pytest.mark.benchmark(timer=synchronized_timer),
+    pytest.mark.benchmark(timer=device_clock),
     # the Triton interpreter (CPU runs) warns on every kernel launch under numpy 2.x; nothing of ours to fix
     pytest.mark.filterwarnings("ignore::DeprecationWarning:triton.*"),
 ]

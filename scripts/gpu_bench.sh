@@ -9,20 +9,29 @@
 #   4. python -m attnconf.report; results, report and plots packed into $OUT/gpu_bench.tar.gz.
 # The set is --bench-set auto: the full GPU set on a GPU.
 # Usage with the device tool:  run(command="bash scripts/gpu_bench.sh", kind="nvidia-h100-x1", timeout_s=540)
+#   (add carry=[".carry/fa2", ".carry/fa4"] to include flash-attn 2 and 4: scripts/gpu_site.sh unpacks them;
+#   the copy there has no .git: command="ATTNCONF_COMMIT=<git rev-parse --short HEAD> bash scripts/gpu_bench.sh"
+#   records the commit in the saved runs)
 # then, here:  tar xzf <files_at>/gpu_bench.tar.gz   (at the repository root; adds the run to the history)
 #              python -m attnconf.report             (regenerates reports/ with every storage)
-# Environment: FRESH=1 starts a new history; BUDGET (s, default 190) bounds each full run (benchmarks that would
-# start later are skipped, both runs skip alike); SLOWED_IMPL names the slowed implementation; BENCH_ARGS adds
+# Environment: FRESH=1 starts a new history; TOTAL (s, default 525) is what the whole script may take: each full
+# run gets --bench-budget (TOTAL - setup - 130) / 2, shared among the implementations (override with BUDGET);
+# SLOWED_IMPL names the slowed implementation; BENCH_ARGS adds
 # pytest arguments to every run (e.g. "--impl sdpa-*"); DEVICE and STORAGE (default cuda and
 # reports/benchmarks/<device>-torch<version>) exist for a dry run of this script on a CPU.
 set -uo pipefail
 out=${OUT:-/tmp/gpu_bench}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
-budget=${BUDGET:-190}
+# compile in-process: an inductor worker pool left running would take CPU from the timings that follow
+export TORCHINDUCTOR_COMPILE_THREADS=1
 slowed=${SLOWED_IMPL:-sdpa-flash}
 summary="$out/summary.txt"
 started=$(date +%s)
+if [ -d .carry ] && [ -f scripts/gpu_site.sh ]; then
+  # shellcheck disable=SC1091
+  source scripts/gpu_site.sh  # carried packages (flash-attn 2 / 4), when the call carries them
+fi
 
 {
   date -u +"date %Y-%m-%dT%H:%M:%SZ"
@@ -36,9 +45,13 @@ storage=${STORAGE:-reports/benchmarks/$(python3 -c "import torch; from attnconf.
 print(storage_name(torch.device('$device')))")}
 [ "${FRESH:-0}" = 1 ] && rm -rf "$storage"
 
+# the time left after setup, less the slowed run, the report and each run's start-up (~130 s), split in two
+budget=${BUDGET:-$(( (${TOTAL:-525} - ($(date +%s) - started) - 130) / 2 ))}
+echo "budget per full run: $budget s" | tee -a "$summary"
+
 common=(benchmarks --benchmark-only -q -p no:cacheprovider --device "$device" --benchmark-storage="$storage"
-        --benchmark-max-time=0.1 --benchmark-min-rounds=5 --benchmark-disable-gc
-        --benchmark-columns=min,median,mean,stddev,rounds -rs)
+        --benchmark-disable-gc
+        --benchmark-columns=min,median,mean,stddev,rounds -rs --durations=30)
 # shellcheck disable=SC2206  # BENCH_ARGS is a word list on purpose
 extra=(${BENCH_ARGS:-})
 

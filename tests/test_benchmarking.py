@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -96,6 +97,36 @@ def test_skip_reasons_come_from_the_manifest():
     assert benchmarking.causal_alignment(only_br, case()) is None
 
 
+class FakeEvent:
+    """A CUDA event stand-in whose timestamp is the fake device clock at ``record()``."""
+
+    device_ms = 0.0
+
+    def record(self):
+        self.stamp = FakeEvent.device_ms
+
+    def elapsed_time(self, later):
+        return later.stamp - self.stamp
+
+
+def test_event_clock_reads_device_time_between_markers():
+    clock = benchmarking.EventClock(make_event=FakeEvent, synchronize=lambda: None)
+    FakeEvent.device_ms = 1000.0
+    start = clock()
+    FakeEvent.device_ms += 2.5  # the device works 2.5 ms between the markers, whatever the host clock does
+    end = clock()
+    FakeEvent.device_ms += 60_000.0  # a long pause between rounds
+    start2 = clock()
+    FakeEvent.device_ms += 0.125
+    assert end - start == pytest.approx(2.5e-3) and clock() - start2 == pytest.approx(0.125e-3)
+
+
+def test_device_clock_follows_the_benchmarked_device():
+    benchmarking.use_device_clock(CPU)
+    before = benchmarking.device_clock()
+    assert benchmarking.device_clock() >= before and benchmarking._clock is __import__("time").perf_counter
+
+
 def test_choose_rounds_fills_the_time_within_bounds():
     assert benchmarking.choose_rounds(0.01, 1.0, 5, 100) == 100
     assert benchmarking.choose_rounds(0.05, 1.0, 5, 100) == 20
@@ -138,9 +169,9 @@ class FakeBenchmark:
         times = []
         for _ in range(rounds):
             args, kwargs = setup()
-            start = benchmarking.synchronized_timer()
+            start = benchmarking.device_clock()
             target(*args, **kwargs)
-            times.append(benchmarking.synchronized_timer() - start)
+            times.append(benchmarking.device_clock() - start)
             self.calls += 1
         times.sort()
         self.stats = SimpleNamespace(stats=SimpleNamespace(mean=sum(times) / len(times), median=times[len(times) // 2]))
@@ -243,10 +274,28 @@ def test_saved_run_carries_machine_info_extra_info_and_plain_params(tmp_path):
     (bench,) = data["benchmarks"]
     assert bench["params"] == {"impl": "eager", "bench_case": "dense-fwd-fp32-D64-H4-B1-S256-full"}
     assert bench["extra_info"]["seqlen"] == 256 and bench["extra_info"]["peak_memory_bytes"] > 0
-    assert bench["options"]["timer"] == "synchronized_timer"
+    assert bench["options"]["timer"] == "device_clock"
 
 
 def test_suite_skips_itself_when_benchmarks_are_disabled():
     proc = _pytest("-k", "dense-fwd-fp32 and S256-full", "--benchmark-disable", "-rs")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "1 skipped" in proc.stdout and "benchmarking is disabled (--benchmark-disable)" in proc.stdout
+
+
+def test_budget_is_shared_among_the_implementations_still_to_run():
+    from benchmarks.conftest import _time_limit
+
+    options = {"--bench-budget": 90.0}
+    config = SimpleNamespace(getoption=options.get, attnconf_bench_shares={}, attnconf_bench_impl_budget=None,
+                             attnconf_bench_queue=["a", "b", "c"], attnconf_bench_started=time.monotonic())
+    assert _time_limit(config, "a")[0] == pytest.approx(30.0, abs=0.5)
+    config.attnconf_bench_started -= 70.0  # "a" finished early-ish: 70 s gone, 20 left for "b" and "c"
+    assert _time_limit(config, "b")[0] == pytest.approx(10.0, abs=0.5)
+    assert _time_limit(config, "a")[0] == pytest.approx(30.0, abs=0.5)  # fixed when it started
+    config.attnconf_bench_impl_budget = 5.0
+    limit, source = _time_limit(config, "c")
+    assert limit == 5.0 and "--bench-impl-budget" in source
+    options["--bench-budget"] = None
+    assert _time_limit(SimpleNamespace(getoption=options.get, attnconf_bench_shares={}, attnconf_bench_queue=[],
+                                       attnconf_bench_impl_budget=None), "a") == (None, "")

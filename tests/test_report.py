@@ -31,7 +31,8 @@ def save_run(storage: Path, number: int, label: str, benchmarks: list[dict]) -> 
     folder = storage / "Linux-CPython-3.12-64bit"
     folder.mkdir(parents=True, exist_ok=True)
     data = {"datetime": f"2026-11-2{number}T10:00:00+00:00", "machine_info": {"attnconf": MACHINE},
-            "commit_info": {"id": f"{number}" * 12}, "benchmarks": benchmarks}
+            "commit_info": {"id": f"{number}" * 12}, "benchmarks": benchmarks,
+            "attnconf": {"host_load_1min": 0.5}}
     (folder / f"{number:04d}_{label}.json").write_text(json.dumps(data))
 
 
@@ -106,6 +107,7 @@ def test_write_produces_markdown_html_and_plots(reports):
     text = md_path.read_text()
     assert "| DENSE-1 " in text and "PASS 0.80" in text  # the conformance matrix with its measured ratio
     assert "0 of 12 slower by > 10%" in text  # the recheck against the baseline
+    assert "| 0002_recheck | 2026-11-22 10:00:00 | 2222222222 | 0.5 | 12 |" in text
     assert "6 of 6 slower by > 10% (worst +50.0 %)" in text  # the slowed run
     pngs = sorted(p.name for p in (reports / "plots").glob("*.png"))
     assert pngs == ["nvidia-test-gpu-torch2.11.0-dense-bf16-d64-memory.png",
