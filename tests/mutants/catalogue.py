@@ -278,7 +278,8 @@ class AssumesContiguous(EagerAttention):
     """reads inputs with contiguous strides whatever their real strides (wrong on views)"""
 
     def load(self, t):
-        return torch.as_strided(t, t.shape, torch.empty(t.shape, device="meta").stride(), t.storage_offset())
+        contiguous_strides = torch.empty(t.shape, device="meta").stride()
+        return torch.as_strided(t, t.shape, contiguous_strides, t.storage_offset())
 
 
 class ModifiesInput(EagerAttention):
