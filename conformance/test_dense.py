@@ -74,6 +74,19 @@ def test_dtypes(impl, device, dense, dtype, causal):
     dense(DenseCase(seqlen_q=45, seqlen_k=45, dtype=dtype, causal=causal, backward=caps.backward))
 
 
+@pytest.mark.contract("DTYPE-1")
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_long_rows_accumulate_in_float32(impl, device, generator, dense, dtype):
+    # Values that share an offset do not average out over 4097 keys: a running output or softmax sum kept in fp16
+    # or bf16 drifts past the bound here, while on zero-mean values it hides inside it. Half dtypes only: against
+    # the fp32 golden, correct fp32 kernels that merely sum in another order come close to the bound on this input.
+    caps = impl.capabilities.on(device)
+    case = DenseCase(batch=1, seqlen_q=16, seqlen_k=4097, heads_q=1, heads_kv=1, dtype=dtype, backward=caps.backward)
+    inputs = make_dense_inputs(case, device, generator)
+    inputs.v = inputs.v + 3.0
+    dense(case, inputs)
+
+
 def _transposed(t: torch.Tensor) -> torch.Tensor:
     """The same values held in a [B, H, S, D] buffer and viewed as [B, S, H, D]."""
     return t.transpose(1, 2).contiguous().transpose(1, 2)
