@@ -12,8 +12,9 @@
 # flash-attn 2: a carried build (.carry/fa2/flash-attn-site.tar.xz) is used as is; with only the carried source
 # (.carry/fa2/flash-attn-src.tar.xz) it is built first, in the background while the other implementations are
 # tested, and the built archive is left in $OUT for later runs to carry.
-# Knobs: GPU_IMPLS_WORKERS (pytest-xdist workers, default 6: each process reserves GPU local memory for the
-# kernels it runs, and 12 ran out of memory with float32 flex kernels), GPU_IMPLS_BUDGET (seconds, default 560).
+# Knobs: GPU_IMPLS_WORKERS (pytest-xdist workers, default 6: GPU memory in use grew to 50 GiB with 6 workers, and
+# 12 ran out of memory), GPU_IMPLS_BUDGET (seconds, default 560), GPU_IMPLS_SELECT (a pytest -k expression),
+# GPU_IMPLS_UNIT (0: skip the adapter tests), SITE (where packages unpack; two runs at once need two).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 start=$SECONDS
@@ -74,44 +75,52 @@ PY
 
 conformance() {  # $1: impl globs, $2: report folder, $3: seconds allowed
   [ "$3" -gt 30 ] || { echo "no time left for $1" | tee -a "$log"; return; }
+  local select=()
+  [ -z "${GPU_IMPLS_SELECT:-}" ] || select=(-k "$GPU_IMPLS_SELECT")
   timeout -s INT -k 30 "$3" python3 -X faulthandler -m pytest conformance -q -p no:cacheprovider --device cuda \
-    -n "$workers" --durations=15 --impl "$1" --conformance-report "$2" 2>&1 | tee -a "$log" | tail -n 25
+    -n "$workers" --durations=15 --impl "$1" --conformance-report "$2" "${select[@]}" 2>&1 | tee -a "$log" | tail -n 25
 }
 
 # the adapter tests, with their CUDA-only cases (compiled flex on one shared q/k/v buffer), beside the rest
-python3 -m pytest -q -p no:cacheprovider tests/test_flex_block_masks.py tests/test_flash_adapters.py \
-  > /tmp/gpu-impls-unit.log 2>&1 &
-unit_pid=$!
+unit_pid=
+if [ "${GPU_IMPLS_UNIT:-1}" != 0 ]; then
+  python3 -m pytest -q -p no:cacheprovider tests/test_flex_block_masks.py tests/test_flash_adapters.py \
+    > "${SITE:-/tmp/site}-unit.log" 2>&1 &
+  unit_pid=$!
+fi
 
 parts=()
 if [ -n "$build_pid" ]; then
   rest=$(echo "$globs" | tr ',' '\n' | grep -vx 'flash-attn2' | paste -sd, -)
   if [ -n "$rest" ]; then
-    conformance "$rest" /tmp/gpu-impls/a $((budget - (SECONDS - start) - 150))
-    parts+=(/tmp/gpu-impls/a)
+    conformance "$rest" "${SITE:-/tmp/site}-parts/a" $((budget - (SECONDS - start) - 150))
+    parts+=("${SITE:-/tmp/site}-parts/a")
   fi
   wait "$build_pid"; echo "flash-attn 2 build exit $?" | tee -a "$log"; tee -a "$log" < "$out/fa2-build-summary.txt"
   if [ -f "$out/flash-attn-site.tar.xz" ]; then
     source scripts/gpu_site.sh "$out/flash-attn-site.tar.xz" >> "$log" 2>&1
     smoke flash_attn
-    conformance 'flash-attn2' /tmp/gpu-impls/b $((budget - (SECONDS - start) - 15))
-    parts+=(/tmp/gpu-impls/b)
+    conformance 'flash-attn2' "${SITE:-/tmp/site}-parts/b" $((budget - (SECONDS - start) - 15))
+    parts+=("${SITE:-/tmp/site}-parts/b")
   fi
 else
   modules=()
   $wants_fa2 && modules+=(flash_attn)
   case ",$globs," in *flash-attn4*|*flash-attn\**|*flash-\**) modules+=(flash_attn.cute) ;; esac
   smoke "${modules[@]}"
-  conformance "$globs" /tmp/gpu-impls/a $((budget - (SECONDS - start) - 15))
-  parts+=(/tmp/gpu-impls/a)
+  conformance "$globs" "${SITE:-/tmp/site}-parts/a" $((budget - (SECONDS - start) - 15))
+  parts+=("${SITE:-/tmp/site}-parts/a")
 fi
 
-wait "$unit_pid"; echo "adapter tests:" | tee -a "$log"; tail -n 4 /tmp/gpu-impls-unit.log | tee -a "$log"
+if [ -n "$unit_pid" ]; then
+  wait "$unit_pid"; echo "adapter tests:" | tee -a "$log"; tail -n 4 "${SITE:-/tmp/site}-unit.log" | tee -a "$log"
+fi
 kill "$sampler_pid" 2>/dev/null
 echo "GPU memory used, max over the run: $(sort -n "$out/gpu-memory-mib.txt" | tail -n 1) MiB" | tee -a "$log"
 
 # one matrix from the parts (each part is one pytest run)
 python3 - "$out/conformance" "${parts[@]}" <<'PY' 2>&1 | tee -a "$log"
+# (also usable here, on the JSON files of several runs: python3 - TARGET_DIR PART_DIR... with this program)
 import json, sys
 from pathlib import Path
 from attnconf import conformance_report
