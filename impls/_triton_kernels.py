@@ -7,12 +7,16 @@ so a packed batch is never padded to its longest sequence; programs beyond a sho
 
 Conventions shared by all kernels:
 
-- scores are kept in base 2: ``s = (q . k) * scale * log2(e)``, so ``exp2`` replaces ``exp``; the saved
-  log-sum-exp ``lse`` is in the same base-2 units (it never leaves this module's Python wrapper);
+- scores are kept in base 2: ``s = (q . k) * scale * log2(e)``, so ``exp2`` replaces ``exp``;
+- the log-sum-exp the forward saves is kept in two parts, in one float32 tensor [2, rows]: the row maximum ``m``
+  and ``log2(l)`` of the row sum ``l`` (base 2; it never leaves this module's Python wrapper). The backward
+  recomputes ``p = exp2((s - m) - log2(l))``: ``s - m`` is exact for the keys that carry the weight, so a row whose
+  whole weight sits on one key (``l = 1``) gets ``p = 1`` exactly for it, however large the logits. Summed into
+  one number, ``m + log2(l)`` would round ``log2(l)`` away below half a unit of ``m`` (3e-5 at ``m = 1000``);
 - a key is visible to query row ``i`` when it is inside its sequence, allowed by the key-padding mask, and (causal)
   ``j <= i + diag`` with ``diag = 0`` (top-left) or ``Sk - Sq`` (bottom-right);
-- a row that sees no key gets output 0 and ``lse = +inf``, so the backward's recomputed ``p = exp2(s - lse)`` is
-  exactly 0 for it: its dQ is 0 and it adds nothing to dK or dV, with no NaN (``-inf - inf`` is ``-inf``);
+- a row that sees no key gets output 0 and ``(m, log2 l) = (0, +inf)``, so its recomputed ``p`` is exactly 0: its
+  dQ is 0 and it adds nothing to dK or dV, with no NaN (``-inf - inf`` is ``-inf``);
 - masked scores are set to ``-inf`` (never to a large finite number), so masked keys get exactly zero probability,
   hence exactly zero dK and dV;
 - loops over key (or query) blocks run in two phases: blocks every row of the tile sees in full, without any
@@ -35,8 +39,8 @@ LOG2E = 1.4426950408889634  # log2(e): exp(x) == exp2(x * LOG2E)
 # value equal to 1 or divisible by 16, which costs compile time and buys nothing (the per-row statistics and the mask
 # are read one scalar per row or key; the tiles' strides, multiples of the head dim, stay specialised). Names a
 # kernel lacks are ignored.
-_RUNTIME_INTS = ["seqlen_q", "seqlen_k", "bottom_right", "group", "stride_lse_b", "stride_lse_h", "stride_delta_b",
-                 "stride_delta_h", "stride_mask_b", "stride_mask_s"]
+_RUNTIME_INTS = ["seqlen_q", "seqlen_k", "bottom_right", "group", "stride_lse_b", "stride_lse_h", "stride_lse_part",
+                 "stride_delta_b", "stride_delta_h", "stride_mask_b", "stride_mask_s"]
 
 
 @triton.jit
@@ -58,6 +62,19 @@ def _sequence(CU, b, dense_length, IS_VARLEN: tl.constexpr):
         start = 0
         length = dense_length
     return start, length
+
+
+@triton.jit
+def _softmax_grad(p, dp, delta):
+    """dS = P * (dP - delta), with dS = 0 exactly where P = 1.
+
+    P = 1 means the row's whole weight sits on this key: the forward's row sum was 1, so every other key's P is 0
+    or below half a unit of 1 (the two-part log-sum-exp keeps this exact). Then O is that key's V (up to the same
+    rounding) and dP - delta = dO . (V - O) is 0, or of rounding size; computed, it would be only the difference of
+    two dot products that round differently. The exact 0 matters for a row that sees a single key: its output does
+    not depend on q or k, so its dQ and that key's dK are exactly 0, as the definition's are.
+    """
+    return tl.where(p == 1.0, 0.0, p * (dp - delta[:, None]))
 
 
 @triton.jit
@@ -109,14 +126,14 @@ def attention_forward_kernel(
     stride_k_b, stride_k_s, stride_k_h,
     stride_v_b, stride_v_s, stride_v_h,
     stride_o_b, stride_o_s, stride_o_h,
-    stride_lse_b, stride_lse_h,
+    stride_lse_b, stride_lse_h, stride_lse_part,
     stride_mask_b, stride_mask_s,
     seqlen_q, seqlen_k, group, qk_scale, bottom_right,
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, IS_VARLEN: tl.constexpr,
     UPCAST: tl.constexpr, PRECISION: tl.constexpr,
 ):
-    """One program: BLOCK_M query rows of one head of one sequence. Writes O and the base-2 log-sum-exp."""
+    """One program: BLOCK_M query rows of one head of one sequence. Writes O and the two-part log-sum-exp."""
     pid_m, head, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     q_start, len_q = _sequence(CU_Q, b, seqlen_q, IS_VARLEN)
     k_start, len_k = _sequence(CU_K, b, seqlen_k, IS_VARLEN)
@@ -157,12 +174,13 @@ def attention_forward_kernel(
 
     seen = row_sum > 0
     out = acc / tl.where(seen, row_sum, 1.0)[:, None]
-    lse = tl.where(seen, row_max + tl.log2(tl.where(seen, row_sum, 1.0)), float("inf"))
+    log_sum = tl.where(seen, tl.log2(tl.where(seen, row_sum, 1.0)), float("inf"))
     in_seq = rows < len_q
     o_base = O + b64 * stride_o_b + q_start * stride_o_s + head * stride_o_h
     tl.store(o_base + rows[:, None] * stride_o_s + offs_d[None, :], out.to(O.dtype.element_ty), mask=in_seq[:, None])
     lse_base = LSE + b64 * stride_lse_b + head * stride_lse_h + q_start
-    tl.store(lse_base + rows, lse, mask=in_seq)
+    tl.store(lse_base + rows, tl.where(seen, row_max, 0.0), mask=in_seq)
+    tl.store(lse_base + stride_lse_part + rows, log_sum, mask=in_seq)
 
 
 # ---- backward --------------------------------------------------------------------------------------------------
@@ -197,7 +215,7 @@ def attention_backward_preprocess_kernel(
 
 @triton.jit
 def _dkdv_query_blocks(dk, dv, k_t, v_t, q_base, do_base, lse_base, delta_base, keep, cols, offs_m, offs_d,
-                       stride_q_s, stride_do_s, lo, hi, len_q, diag, qk_scale,
+                       stride_q_s, stride_do_s, stride_lse_part, lo, hi, len_q, diag, qk_scale,
                        BLOCK_M: tl.constexpr, CAUSAL_MASK: tl.constexpr, HAS_KPM: tl.constexpr,
                        UPCAST: tl.constexpr, PRECISION: tl.constexpr):
     """Accumulate one head's contributions to dK and dV of one key tile over query blocks [lo, hi).
@@ -205,24 +223,25 @@ def _dkdv_query_blocks(dk, dv, k_t, v_t, q_base, do_base, lse_base, delta_base, 
     Scores are recomputed exactly as the forward computed them (q times transposed k, same operand roles), so the
     recomputed p matches the forward's log-sum-exp to the last bit where the hardware allows; a transposed product
     (k times transposed q) rounds differently, and near-one-hot rows (large logits) then lose float32 accuracy in dV.
-    Rows past the sequence load q = dO = 0 and lse = +inf, so their p is exactly 0.
+    Rows past the sequence load q = dO = 0 and log2(l) = +inf, so their p is exactly 0.
     """
     for start_m in range(lo, hi, BLOCK_M):
         rows = start_m + offs_m
         in_seq = rows < len_q
         q = tl.load(q_base + rows[:, None] * stride_q_s + offs_d[None, :], mask=in_seq[:, None], other=0.0)
-        lse = tl.load(lse_base + rows, mask=in_seq, other=float("inf"))
+        row_max = tl.load(lse_base + rows, mask=in_seq, other=0.0)
+        log_sum = tl.load(lse_base + stride_lse_part + rows, mask=in_seq, other=float("inf"))
         s = _dot(q, k_t, UPCAST, PRECISION) * qk_scale
         if CAUSAL_MASK:
             s = tl.where(cols[None, :] <= rows[:, None] + diag, s, float("-inf"))
         if HAS_KPM:
             s = tl.where(keep[None, :], s, float("-inf"))
-        p = tl.exp2(s - lse[:, None])
+        p = tl.exp2((s - row_max[:, None]) - log_sum[:, None])
         do = tl.load(do_base + rows[:, None] * stride_do_s + offs_d[None, :], mask=in_seq[:, None], other=0.0)
         dv += _dot(tl.trans(p.to(do.dtype)), do, UPCAST, PRECISION)
         delta = tl.load(delta_base + rows, mask=in_seq, other=0.0)
         dp = _dot(do, v_t, UPCAST, PRECISION)
-        ds = p * (dp - delta[:, None])
+        ds = _softmax_grad(p, dp, delta)
         dk += _dot(tl.trans(ds.to(q.dtype)), q, UPCAST, PRECISION)
     return dk, dv
 
@@ -236,7 +255,7 @@ def attention_backward_dkdv_kernel(
     stride_do_b, stride_do_s, stride_do_h,
     stride_dk_b, stride_dk_s, stride_dk_h,
     stride_dv_b, stride_dv_s, stride_dv_h,
-    stride_lse_b, stride_lse_h,
+    stride_lse_b, stride_lse_h, stride_lse_part,
     stride_mask_b, stride_mask_s,
     seqlen_q, seqlen_k, group, qk_scale, sm_scale, bottom_right,
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
@@ -287,10 +306,12 @@ def attention_backward_dkdv_kernel(
         lse_base = LSE + b64 * stride_lse_b + head * stride_lse_h + q_start
         delta_base = DELTA + b64 * stride_lse_b + head * stride_lse_h + q_start
         dk, dv = _dkdv_query_blocks(dk, dv, k_t, v_t, q_base, do_base, lse_base, delta_base, keep, cols, offs_m,
-                                    offs_d, stride_q_s, stride_do_s, lo, tl.minimum(full, len_q), len_q, diag,
+                                    offs_d, stride_q_s, stride_do_s, stride_lse_part, lo, tl.minimum(full, len_q),
+                                    len_q, diag,
                                     qk_scale, BLOCK_M, CAUSAL, HAS_KPM, UPCAST, PRECISION)
         dk, dv = _dkdv_query_blocks(dk, dv, k_t, v_t, q_base, do_base, lse_base, delta_base, keep, cols, offs_m,
-                                    offs_d, stride_q_s, stride_do_s, tl.maximum(full, lo), len_q, len_q, diag,
+                                    offs_d, stride_q_s, stride_do_s, stride_lse_part, tl.maximum(full, lo), len_q,
+                                    len_q, diag,
                                     qk_scale, BLOCK_M, False, HAS_KPM, UPCAST, PRECISION)
 
     dk_base = DK + b64 * stride_dk_b + k_start * stride_dk_s + kv_head * stride_dk_h
@@ -302,7 +323,7 @@ def attention_backward_dkdv_kernel(
 
 
 @triton.jit
-def _dq_key_blocks(dq, q, do, lse, delta, k_base, v_base, kpm_row, rows, offs_n, offs_d,
+def _dq_key_blocks(dq, q, do, row_max, log_sum, delta, k_base, v_base, kpm_row, rows, offs_n, offs_d,
                    stride_k_s, stride_v_s, stride_mask_s, lo, hi, len_k, diag, qk_scale,
                    BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, MASKED: tl.constexpr,
                    UPCAST: tl.constexpr, PRECISION: tl.constexpr):
@@ -315,9 +336,9 @@ def _dq_key_blocks(dq, q, do, lse, delta, k_base, v_base, kpm_row, rows, offs_n,
         v_t = tl.load(v_base + cols[None, :] * stride_v_s + offs_d[:, None], mask=in_seq[None, :], other=0.0)
         s = _dot(q, k_t, UPCAST, PRECISION) * qk_scale
         s = _key_block_visibility(s, rows, cols, len_k, diag, kpm_row, stride_mask_s, CAUSAL, HAS_KPM, MASKED)
-        p = tl.exp2(s - lse[:, None])
+        p = tl.exp2((s - row_max[:, None]) - log_sum[:, None])
         dp = _dot(do, v_t, UPCAST, PRECISION)
-        ds = p * (dp - delta[:, None])
+        ds = _softmax_grad(p, dp, delta)
         dq += _dot(ds.to(k_t.dtype), tl.trans(k_t), UPCAST, PRECISION)
     return dq
 
@@ -330,7 +351,7 @@ def attention_backward_dq_kernel(
     stride_v_b, stride_v_s, stride_v_h,
     stride_do_b, stride_do_s, stride_do_h,
     stride_dq_b, stride_dq_s, stride_dq_h,
-    stride_lse_b, stride_lse_h,
+    stride_lse_b, stride_lse_h, stride_lse_part,
     stride_mask_b, stride_mask_s,
     seqlen_q, seqlen_k, group, qk_scale, sm_scale, bottom_right,
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
@@ -355,7 +376,8 @@ def attention_backward_dq_kernel(
     q = tl.load(q_base + rows[:, None] * stride_q_s + offs_d[None, :], mask=in_seq[:, None], other=0.0)
     do = tl.load(do_base + rows[:, None] * stride_do_s + offs_d[None, :], mask=in_seq[:, None], other=0.0)
     lse_base = LSE + b64 * stride_lse_b + head * stride_lse_h + q_start
-    lse = tl.load(lse_base + rows, mask=in_seq, other=float("inf"))
+    row_max = tl.load(lse_base + rows, mask=in_seq, other=0.0)
+    log_sum = tl.load(lse_base + stride_lse_part + rows, mask=in_seq, other=float("inf"))
     delta = tl.load(DELTA + b64 * stride_lse_b + head * stride_lse_h + q_start + rows, mask=in_seq, other=0.0)
     k_base = K + b64 * stride_k_b + k_start * stride_k_s + kv_head * stride_k_h
     v_base = V + b64 * stride_v_b + k_start * stride_v_s + kv_head * stride_v_h
@@ -371,10 +393,10 @@ def attention_backward_dq_kernel(
     full = full // BLOCK_N * BLOCK_N
 
     dq = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
-    dq = _dq_key_blocks(dq, q, do, lse, delta, k_base, v_base, kpm_row, rows, offs_n, offs_d, stride_k_s,
+    dq = _dq_key_blocks(dq, q, do, row_max, log_sum, delta, k_base, v_base, kpm_row, rows, offs_n, offs_d, stride_k_s,
                         stride_v_s, stride_mask_s, 0, full, len_k, diag, qk_scale, BLOCK_N, CAUSAL, HAS_KPM, False,
                         UPCAST, PRECISION)
-    dq = _dq_key_blocks(dq, q, do, lse, delta, k_base, v_base, kpm_row, rows, offs_n, offs_d, stride_k_s,
+    dq = _dq_key_blocks(dq, q, do, row_max, log_sum, delta, k_base, v_base, kpm_row, rows, offs_n, offs_d, stride_k_s,
                         stride_v_s, stride_mask_s, full, hi, len_k, diag, qk_scale, BLOCK_N, CAUSAL, HAS_KPM, True,
                         UPCAST, PRECISION)
     dq_base = DQ + b64 * stride_dq_b + q_start * stride_dq_s + head * stride_dq_h

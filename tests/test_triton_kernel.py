@@ -18,6 +18,9 @@ from impls import triton_flash  # noqa: E402
 reason = triton_flash.IMPLEMENTATION.unavailable_reason()
 pytestmark = pytest.mark.skipif(reason is not None, reason=str(reason))
 DEVICE = torch.device("cpu" if triton_flash.INTERPRETED else "cuda")
+DECLARED_DTYPES = sorted(triton_flash.CAPABILITIES.on(DEVICE).dtypes, key=str)
+# fp32 is declared on the CPU (interpreter) only; fp16 is the GPU's dtype for single-dtype checks
+DTYPE = torch.float32 if torch.float32 in DECLARED_DTYPES else torch.float16
 
 
 def _case_inputs(case: DenseCase, seed: int = 0):
@@ -34,7 +37,8 @@ def test_forward_saves_only_inputs_output_and_logsumexp():
     for kept, given in zip(saved[:3], (q, k, v)):
         assert kept.data_ptr() == given.data_ptr()
     assert torch.equal(saved[3], out.detach())
-    assert saved[4].shape == (2, 4, 40) and saved[4].dtype == torch.float32  # one log-sum-exp per row and head
+    # one log-sum-exp per row and head, in two parts (row max, log2 of the row sum)
+    assert saved[4].shape == (2, 2, 4, 40) and saved[4].dtype == torch.float32
 
 
 # Causal loops are split into blocks every row of a tile sees in full (no masking) and blocks on the diagonal.
@@ -51,8 +55,23 @@ BOUNDARY_SHAPES = [(2, 64), (66, 128), (70, 132), (66, 64), (70, 71), (140, 141)
 @pytest.mark.parametrize("causal", ["top_left", "bottom_right"])
 def test_causal_split_around_block_boundaries(seqlen_q, seqlen_k, causal):
     case = DenseCase(batch=1, seqlen_q=seqlen_q, seqlen_k=seqlen_k, heads_q=1, heads_kv=1, head_dim=32,
-                     causal=causal, backward=True)
+                     dtype=DTYPE, causal=causal, backward=True)
     check_dense(triton_flash.IMPLEMENTATION, case, DEVICE, torch.Generator().manual_seed(1))
+
+
+@pytest.mark.parametrize("dtype", DECLARED_DTYPES, ids=str)
+def test_rows_that_see_one_key_get_exactly_zero_gradients(dtype):
+    """With one visible key, P = 1 whatever q and k are: dQ and that key's dK are exactly 0 (as the golden's are)."""
+    single = _case_inputs(DenseCase(batch=2, seqlen_q=33, seqlen_k=1, heads_q=2, heads_kv=2, dtype=dtype), seed=3)
+    q, k, v = (t.requires_grad_() for t in (single.q, single.k, single.v))
+    triton_flash.flash_attention(q, k, v).backward(single.dout)
+    assert torch.count_nonzero(q.grad) == 0 and torch.count_nonzero(k.grad) == 0
+    assert torch.count_nonzero(v.grad) > 0
+    # top-left causal: the first row sees key 0 only
+    causal = _case_inputs(DenseCase(batch=1, seqlen_q=70, seqlen_k=70, heads_q=2, heads_kv=2, dtype=dtype), seed=4)
+    q, k, v = (t.requires_grad_() for t in (causal.q, causal.k, causal.v))
+    triton_flash.flash_attention(q, k, v, causal="top_left").backward(causal.dout)
+    assert torch.count_nonzero(q.grad[:, 0]) == 0 and torch.count_nonzero(q.grad[:, 1:]) > 0
 
 
 def test_inputs_whose_last_dim_is_strided_are_copied_first():
