@@ -132,6 +132,7 @@ def test_without_cuda_every_flash_implementation_says_so(monkeypatch):
 
 def test_head_dims_come_from_the_offline_build_record(tmp_path, monkeypatch):
     (tmp_path / "flash_attn").mkdir()
+    (tmp_path / "flash_attn" / "__init__.py").write_text("")  # a regular package: found before an installed one
     (tmp_path / "flash_attn_build.txt").write_text("flash_attn=2.8.3.post2\nhead_dims=64 128\nfeatures=core\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(__import__("sys").modules, "flash_attn", raising=False)
