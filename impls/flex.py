@@ -184,7 +184,11 @@ def _compile_settings(device_type: str):
 
 
 def _separate_buffers(q, k, v):
-    """Copies of k and v where they share memory with q (or each other): compiled flex rejects one shared buffer."""
+    """Copies of k and v where they share memory with q (or each other).
+
+    Compiled flex has been seen rejecting q, k, v that are one buffer (the project's field notes); not reproduced on
+    torch 2.13's CPU path, kept because the copy costs something only in that case.
+    """
     shared = lambda a, b: a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()  # noqa: E731
     if shared(k, q):
         k = k.clone()
