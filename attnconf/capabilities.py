@@ -32,6 +32,7 @@ class Capabilities:
     head_dims: frozenset[int] | None = frozenset({REQUIRED_HEAD_DIM})  # None: every head dim
     causal: frozenset[str] = frozenset()  # supported causal alignments
     causal_unequal: bool = True  # causal masking also when seqlen_q != seqlen_k (else only square)
+    mask_with_causal: bool = True  # a key-padding mask and causal masking in one call
     key_padding_mask: bool = False
     varlen: bool = False  # packed batches (natively, or through the shared pad/unpad adapter)
     gqa: bool = False  # Hq a multiple of Hkv, including MQA
@@ -72,6 +73,7 @@ class Capabilities:
         causal: str | None = None,
         causal_unequal: bool = False,
         key_padding_mask: bool = False,
+        mask_with_causal: bool = False,
         varlen: bool = False,
         gqa: bool = False,
         custom_scale: bool = False,
@@ -100,6 +102,10 @@ class Capabilities:
             (
                 causal_unequal and not caps.causal_unequal,
                 "causal masking with seqlen_q != seqlen_k not declared (capability: causal_unequal)",
+            ),
+            (
+                mask_with_causal and not caps.mask_with_causal,
+                "key-padding mask together with causal not declared (capability: mask_with_causal)",
             ),
             (key_padding_mask and not caps.key_padding_mask, "key-padding mask not declared (capability: key_padding_mask)"),
             (varlen and not caps.varlen, "packed variable-length batches not declared (capability: varlen)"),

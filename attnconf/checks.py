@@ -108,7 +108,7 @@ def check_dense(
     inputs = inputs or make_dense_inputs(case, device, generator)
     golden, references = dense_references(case, inputs)
     actual = run_dense(impl, case, inputs)
-    judge(actual, golden, references, what=f"{impl.name} [{case}]", expect_dtype=case.dtype,
+    judge(actual, golden, references, what=f"{impl.name} [{case}]", expect_dtype=inputs.q.dtype,
           expect_device=inputs.q.device, record=record)
     return actual
 
@@ -144,7 +144,7 @@ def check_varlen(
         for f in FUSED_FORMULATIONS
     ]
     actual = run_varlen(impl, case, inputs)
-    judge(actual, golden, [autograd, *fused], what=f"{impl.name} varlen [{case}]", expect_dtype=case.dtype,
+    judge(actual, golden, [autograd, *fused], what=f"{impl.name} varlen [{case}]", expect_dtype=inputs.q.dtype,
           expect_device=inputs.q.device, record=record)
     return actual
 

@@ -2,6 +2,8 @@
 
 A case is a small frozen description (shapes, dtype, mask kind, causal alignment); ``make_*_inputs`` turns it into
 tensors drawn on the CPU from a seeded generator, so the same seed gives the same numbers on every device.
+A case whose dtype is None runs in any dtype: the contract tests resolve it to the first dtype the implementation
+declares (``resolve_dtype``), so an fp16/bf16-only kernel is held to every contract that is not about dtypes.
 """
 
 from __future__ import annotations
@@ -14,6 +16,14 @@ import torch
 from .varlen import cu_seqlens_from_lengths
 
 MASK_KINDS = (None, "random", "prefix", "empty_batch")
+DTYPE_PREFERENCE = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def resolve_dtype(case, dtypes) -> "DenseCase | VarlenCase":
+    """``case`` with its dtype set: unchanged if given, else the first of ``DTYPE_PREFERENCE`` in ``dtypes``."""
+    if case.dtype is not None:
+        return case
+    return case.replace(dtype=next((d for d in DTYPE_PREFERENCE if d in dtypes), torch.float32))
 
 
 @dataclass(frozen=True)
@@ -24,7 +34,7 @@ class DenseCase:
     heads_q: int = 2
     heads_kv: int = 2
     head_dim: int = 64
-    dtype: torch.dtype = torch.float32
+    dtype: torch.dtype | None = None  # None: any dtype (see resolve_dtype); float32 when made into tensors as is
     causal: str | None = None
     mask: str | None = None  # one of MASK_KINDS: random keys, a valid prefix, or one batch element all masked
     scale: float | None = None
@@ -39,6 +49,7 @@ class DenseCase:
             causal=self.causal,
             causal_unequal=self.causal is not None and self.seqlen_q != self.seqlen_k,
             key_padding_mask=self.mask is not None,
+            mask_with_causal=self.mask is not None and self.causal is not None,
             gqa=self.heads_q != self.heads_kv,
             custom_scale=self.scale is not None,
             backward=self.backward,
@@ -51,7 +62,7 @@ class DenseCase:
     def __str__(self) -> str:
         parts = [
             f"B={self.batch} Sq={self.seqlen_q} Sk={self.seqlen_k} Hq={self.heads_q} Hkv={self.heads_kv} "
-            f"D={self.head_dim} {str(self.dtype).replace('torch.', '')}"
+            f"D={self.head_dim} {_dtype_name(self.dtype)}"
         ]
         for name in ("causal", "mask", "scale"):
             if getattr(self, name) is not None:
@@ -70,7 +81,7 @@ class VarlenCase:
     heads_q: int = 2
     heads_kv: int = 2
     head_dim: int = 64
-    dtype: torch.dtype = torch.float32
+    dtype: torch.dtype | None = None
     causal: str | None = None
     scale: float | None = None
     backward: bool = False
@@ -94,12 +105,16 @@ class VarlenCase:
     def __str__(self) -> str:
         text = (
             f"lengths_q={list(self.lengths_q)} lengths_k={list(self.lengths_k)} Hq={self.heads_q} "
-            f"Hkv={self.heads_kv} D={self.head_dim} {str(self.dtype).replace('torch.', '')}"
+            f"Hkv={self.heads_kv} D={self.head_dim} {_dtype_name(self.dtype)}"
         )
         for name in ("causal", "scale"):
             if getattr(self, name) is not None:
                 text += f" {name}={getattr(self, name)}"
         return text + (" backward" if self.backward else "")
+
+
+def _dtype_name(dtype) -> str:
+    return "any-dtype" if dtype is None else str(dtype).replace("torch.", "")
 
 
 @dataclass
@@ -118,6 +133,7 @@ class Inputs:
 
 
 def _randn(shape, generator, device, dtype, scale=1.0) -> torch.Tensor:
+    dtype = dtype or torch.float32
     return (torch.randn(shape, generator=generator, dtype=torch.float32) * scale).to(device=device, dtype=dtype)
 
 

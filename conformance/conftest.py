@@ -6,16 +6,22 @@ import pytest
 import torch
 
 from attnconf.checks import check_dense, check_varlen, skip_reason
+from attnconf.inputs import resolve_dtype
 
 
 @pytest.fixture
 def require(impl, device):
-    """``require(case, **extra)`` skips unless ``impl`` declares everything ``case`` (and ``extra``) needs."""
+    """``require(case, **extra)`` skips unless ``impl`` declares everything ``case`` (and ``extra``) needs.
 
-    def require_(case, **extra) -> None:
+    Returns the case with its dtype resolved (a case with dtype None runs in the first declared dtype).
+    """
+
+    def require_(case, **extra):
+        case = resolve_dtype(case, impl.capabilities.on(device).dtypes)
         reason = skip_reason(impl, case, device, **extra)
         if reason:
             pytest.skip(f"{impl.name}: {reason}")
+        return case
 
     return require_
 
@@ -29,7 +35,7 @@ def dense(impl, device, generator, record_comparison, require):
     """
 
     def run(case, inputs=None, *, seed: int | None = None):
-        require(case)
+        case = require(case)
         gen = generator if seed is None else torch.Generator().manual_seed(seed)
         return check_dense(impl, case, device, gen, record_comparison, inputs)
 
@@ -41,7 +47,7 @@ def varlen(impl, device, generator, record_comparison, require):
     """``varlen(case, inputs=None)``: as ``dense`` for packed batches."""
 
     def run(case, inputs=None, *, seed: int | None = None):
-        require(case)
+        case = require(case)
         gen = generator if seed is None else torch.Generator().manual_seed(seed)
         return check_varlen(impl, case, device, gen, record_comparison, inputs)
 

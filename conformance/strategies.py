@@ -45,7 +45,7 @@ def dense_cases(draw, caps: Capabilities, *, max_len: int = 80) -> DenseCase:
         heads_kv=heads_kv,
         dtype=draw(_dtype(caps)),
         causal=causal,
-        mask=draw(st.sampled_from(mask_kinds)),
+        mask=draw(st.sampled_from(mask_kinds if causal is None or caps.mask_with_causal else [None])),
     )
 
 

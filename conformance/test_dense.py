@@ -32,7 +32,7 @@ def test_fresh_inputs_give_fresh_results(dense):
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_output_dtype_device_shape(impl, device, generator, require, dtype):
     case = DenseCase(batch=3, seqlen_q=7, seqlen_k=11, heads_q=4, heads_kv=4, dtype=dtype)
-    require(case)
+    case = require(case)
     inputs = make_dense_inputs(case, device, generator)
     out = run_dense(impl, case, inputs).out
     assert tuple(out.shape) == (3, 7, 4, 64), f"shape {tuple(out.shape)}"
@@ -100,9 +100,9 @@ def _head_slice(t: torch.Tensor) -> torch.Tensor:
 
 @pytest.mark.contract("LAYOUT-1")
 @pytest.mark.parametrize("make_view", [_transposed, _head_slice], ids=["transposed", "head-slice"])
-def test_non_contiguous_inputs(impl, device, generator, dense, make_view):
+def test_non_contiguous_inputs(impl, device, generator, require, dense, make_view):
     caps = impl.capabilities.on(device)
-    case = DenseCase(seqlen_q=19, seqlen_k=23, backward=caps.backward)
+    case = require(DenseCase(seqlen_q=19, seqlen_k=23, backward=caps.backward))
     inputs = make_dense_inputs(case, device, generator)
     inputs.q, inputs.k, inputs.v = (make_view(t) for t in (inputs.q, inputs.k, inputs.v))
     assert not inputs.q.is_contiguous() and inputs.q.stride(-1) == 1

@@ -43,7 +43,7 @@ BAD_MASKS = {
 @pytest.mark.parametrize("bad", list(BAD_SHAPES))
 def test_wrong_shapes(impl, device, generator, require, bad):
     case = DenseCase(batch=2)
-    require(case)
+    case = require(case)
     make, words = BAD_SHAPES[bad]
     inputs = make_dense_inputs(case, device, generator)
     _raises_naming(_dense_call(impl, inputs, **make(inputs)), words, bad)
@@ -53,7 +53,7 @@ def test_wrong_shapes(impl, device, generator, require, bad):
 @pytest.mark.parametrize("bad", list(BAD_MASKS))
 def test_wrong_masks(impl, device, generator, require, bad):
     case = DenseCase(batch=2, mask="random")
-    require(case)
+    case = require(case)
     make, words = BAD_MASKS[bad]
     inputs = make_dense_inputs(case, device, generator)
     _raises_naming(_dense_call(impl, inputs, **make(inputs)), words, bad)
@@ -64,7 +64,7 @@ def test_dtype_mismatch(impl, device, generator, require):
     declared = impl.capabilities.on(device).dtypes
     dtype = next((d for d in (torch.float32, torch.float16, torch.bfloat16) if d in declared), torch.float32)
     case = DenseCase(dtype=dtype)
-    require(case)
+    case = require(case)
     inputs = make_dense_inputs(case, device, generator)
     other = torch.float16 if dtype != torch.float16 else torch.bfloat16
     _raises_naming(_dense_call(impl, inputs, k=inputs.k.to(other)), ("dtype", "scalar type"), f"k in {other}")
@@ -75,7 +75,7 @@ def test_device_mismatch(impl, device, generator, require):
     if device.type == "cpu":
         pytest.skip("device mismatch needs a second device type (run with --device cuda)")
     case = DenseCase(dtype=torch.float16)
-    require(case)
+    case = require(case)
     inputs = make_dense_inputs(case, device, generator)
     _raises_naming(_dense_call(impl, inputs, k=inputs.k.cpu()), ("device", "cpu", "cuda"), "k on the CPU")
 
@@ -83,7 +83,7 @@ def test_device_mismatch(impl, device, generator, require):
 @pytest.mark.contract("VALID-3")
 def test_heads_that_do_not_divide(impl, device, generator, require):
     case = DenseCase(heads_q=3, heads_kv=2)
-    require(case.replace(heads_q=4))
+    case = require(case.replace(heads_q=4)).replace(heads_q=3)
     inputs = make_dense_inputs(case, device, generator)
     _raises_naming(_dense_call(impl, inputs), ("head",), "Hq=3, Hkv=2")
 
@@ -95,7 +95,7 @@ def test_unsupported_head_dim(impl, device, generator, require):
         pytest.skip(f"{impl.name} declares every head dim")
     head_dim = next(d for d in (48, 40, 24, 96, 80, 160, 8, 512) if d not in declared)
     case = DenseCase(head_dim=head_dim)
-    require(case.replace(head_dim=64))
+    case = require(case.replace(head_dim=64)).replace(head_dim=head_dim)
     inputs = make_dense_inputs(case, device, generator)
     _raises_naming(_dense_call(impl, inputs), ("head_dim", "head dim", "headdim"), f"undeclared head_dim {head_dim}")
 
@@ -114,7 +114,7 @@ BAD_CU_SEQLENS = {
 @pytest.mark.parametrize("bad", list(BAD_CU_SEQLENS))
 def test_bad_cu_seqlens(impl, device, generator, require, bad):
     case = VarlenCase(lengths_q=(4, 6, 3), lengths_k=(4, 6, 3))
-    require(case)
+    case = require(case)
     inputs = make_varlen_inputs(case, device, generator)
     cu_q = BAD_CU_SEQLENS[bad](inputs.cu_seqlens_q, inputs.q.shape[0])
 
@@ -139,7 +139,7 @@ def _assert_unchanged(before, after, names) -> None:
 def test_dense_inputs_not_modified(impl, device, generator, require):
     caps = impl.capabilities.on(device)
     case = DenseCase(mask="random" if caps.key_padding_mask else None, backward=caps.backward)
-    require(case)
+    case = require(case)
     inputs = make_dense_inputs(case, device, generator)
     names = ("q", "k", "v", "key_padding_mask", "dout")
     tensors = [getattr(inputs, n) for n in names]
@@ -152,7 +152,7 @@ def test_dense_inputs_not_modified(impl, device, generator, require):
 def test_packed_inputs_not_modified(impl, device, generator, require):
     caps = impl.capabilities.on(device)
     case = VarlenCase(backward=caps.backward)
-    require(case)
+    case = require(case)
     inputs = make_varlen_inputs(case, device, generator)
     names = ("q", "k", "v", "cu_seqlens_q", "cu_seqlens_k", "dout")
     tensors = [getattr(inputs, n) for n in names]

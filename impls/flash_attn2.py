@@ -160,7 +160,7 @@ def _capabilities() -> Capabilities:
              f"{record.get('features')}, nvcc {record.get('nvcc')}, torch {record.get('torch')})" if record else "")
     return Capabilities(
         devices={"cuda"}, dtypes=HALF, head_dims=supported_head_dims(), causal={BOTTOM_RIGHT},
-        key_padding_mask=True, varlen=True, gqa=True, backward=True, memory_efficient=True,
+        key_padding_mask=True, mask_with_causal=False, varlen=True, gqa=True, backward=True, memory_efficient=True,
         notes=(f"flash-attn {version or 'not installed'}{build}; causal is bottom-right aligned only; key padding "
                "drops the hidden keys (unpad -> varlen -> pad), so causal + key padding is refused; backward "
                "accumulates dQ with atomics: not deterministic"),

@@ -77,7 +77,7 @@ register(
         forward=flash_attn4_dense,
         varlen_forward=flash_attn4_varlen,
         capabilities=Capabilities(
-            devices={"cuda"}, dtypes=HALF, head_dims=HEAD_DIMS, causal={BOTTOM_RIGHT}, key_padding_mask=True,
+            devices={"cuda"}, dtypes=HALF, head_dims=HEAD_DIMS, causal={BOTTOM_RIGHT}, key_padding_mask=True, mask_with_causal=False,
             varlen=True, gqa=True, backward=True, memory_efficient=True,
             notes=(f"flash-attn-4 {installed_version('flash-attn-4') or 'not installed'}; causal is bottom-right "
                    "aligned only; key padding drops the hidden keys, so causal + key padding is refused; "

@@ -110,7 +110,7 @@ def _capabilities() -> Capabilities:
     causal_ok = signature is not None and signature.causal_keyword is not None
     return Capabilities(
         devices={"cuda"}, dtypes=HALF, head_dims=HEAD_DIMS, causal={BOTTOM_RIGHT} if causal_ok else set(),
-        key_padding_mask=True, varlen=True,
+        key_padding_mask=True, mask_with_causal=False, varlen=True,
         gqa=bool(signature and signature.enable_gqa), custom_scale=bool(signature and signature.scale),
         backward=True, memory_efficient=True,
         notes=(f"torch {torch.__version__}: causal via "

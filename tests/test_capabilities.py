@@ -29,10 +29,21 @@ def test_every_head_dim():
     assert Capabilities(head_dims=None).missing(head_dim=80) is None
 
 
-def test_max_seqlen_and_square_causal():
-    caps = Capabilities(max_seqlen=128, causal={"top_left"}, causal_unequal=False)
+def test_max_seqlen_square_causal_and_mask_with_causal():
+    caps = Capabilities(max_seqlen=128, causal={"top_left"}, causal_unequal=False, key_padding_mask=True,
+                        mask_with_causal=False)
     assert "max_seqlen" in caps.missing(seqlen=129)
     assert "causal_unequal" in caps.missing(causal="top_left", causal_unequal=True)
+    assert "mask_with_causal" in caps.missing(causal="top_left", key_padding_mask=True, mask_with_causal=True)
+    assert caps.missing(key_padding_mask=True) is None
+
+
+def test_cases_without_dtype_run_in_the_first_declared_one():
+    from attnconf.inputs import DenseCase, resolve_dtype
+
+    assert resolve_dtype(DenseCase(), {torch.bfloat16, torch.float16}).dtype == torch.float16
+    assert resolve_dtype(DenseCase(), {torch.float32, torch.float16}).dtype == torch.float32
+    assert resolve_dtype(DenseCase(dtype=torch.bfloat16), {torch.float32}).dtype == torch.bfloat16
 
 
 @pytest.mark.parametrize(
