@@ -61,8 +61,9 @@ INTERPRETER_BLOCKS = {"forward": Blocks(64, 64), "dkdv": Blocks(64, 64), "dq": B
 # GPU tiles per (kernel, float32?, head dim), for an H100. Each was compiled for sm_90 (scripts/triton_resources.py,
 # no GPU needed) and chosen to keep its values in registers (at most a few dozen bytes spilled in some mask or
 # packed variants) with the 16-bit products on wgmma. float32 (input_precision "ieee") has no tensor-core path: its
-# products run on FMA units and need small tiles to stay in registers. The 16-bit tiles for D = 64 and 128 are the
-# fastest of a sweep on an H100 (notes/triton-kernel.md); D = 32 takes D = 64's, unmeasured.
+# products run on FMA units and need small tiles to stay in registers. The 16-bit tiles for D = 64 and 128 were the
+# fastest of a sweep on an H100 (notes/triton-kernel.md; a second sweep found dQ's candidates within 2% of each
+# other); D = 32 takes D = 64's, unmeasured.
 GPU_BLOCKS = {
     ("forward", False, 32): Blocks(128, 64, 8, 3),
     ("forward", False, 64): Blocks(128, 64, 8, 3),
