@@ -10,7 +10,6 @@ gets fixed shows up as XPASS(strict) until its entry is removed.
 from __future__ import annotations
 
 import fnmatch
-from pathlib import Path
 
 from .registry import IMPLS_DIR, Implementation
 

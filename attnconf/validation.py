@@ -104,3 +104,17 @@ def check_cu_seqlens(cu_seqlens: torch.Tensor, total: int, name: str, *, max_seq
             f"max_seqlen {max_seqlen} is smaller than the longest sequence in {name} ({max(lengths)})"
         )
     return lengths
+
+
+def check_packed_call(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, head_dims):
+    """Validate a whole packed (varlen) call; returns the per-sequence lengths (lengths_q, lengths_k)."""
+    check_packed_inputs(q, k, v, head_dims=head_dims)
+    lengths_q = check_cu_seqlens(cu_seqlens_q, q.shape[0], "cu_seqlens_q", max_seqlen=max_seqlen_q)
+    lengths_k = check_cu_seqlens(cu_seqlens_k, k.shape[0], "cu_seqlens_k", max_seqlen=max_seqlen_k)
+    if len(lengths_q) != len(lengths_k):
+        raise AttentionInputError(
+            f"cu_seqlens_q and cu_seqlens_k describe different batch sizes ({len(lengths_q)} vs {len(lengths_k)})"
+        )
+    if cu_seqlens_q.device != q.device or cu_seqlens_k.device != q.device:
+        raise AttentionInputError(f"cu_seqlens must be on the device of q ({q.device})")
+    return lengths_q, lengths_k

@@ -1,4 +1,7 @@
-"""Packed (varlen) batches: conversions between packed and padded layouts, and the pad/unpad adapter.
+"""Packed (varlen) batches: conversions between packed and padded layouts, and adapters both ways.
+
+``varlen_through_dense`` runs a packed batch through a dense implementation; ``dense_through_varlen`` runs a dense
+batch (with a key-padding mask) through a packed kernel, as flash-attn's unpad/pad helpers do.
 
 The adapter runs a packed batch through a dense implementation with a key-padding mask. Causal alignment per
 sequence survives padding when the padding sits on the right side for top-left alignment and on the left side
@@ -13,7 +16,7 @@ from typing import Callable
 import torch
 
 from .capabilities import BOTTOM_RIGHT
-from .validation import check_cu_seqlens, check_packed_inputs
+from .validation import check_packed_call
 
 
 def cu_seqlens_from_lengths(lengths: list[int], device: torch.device | str = "cpu") -> torch.Tensor:
@@ -78,13 +81,9 @@ def varlen_through_dense(
     head_dims: frozenset[int] | None = None,
 ) -> torch.Tensor:
     """Run a packed batch through ``dense(q, k, v, key_padding_mask=..., causal=..., scale=...)``."""
-    check_packed_inputs(q, k, v, head_dims=head_dims)
-    lengths_q = check_cu_seqlens(cu_seqlens_q, q.shape[0], "cu_seqlens_q", max_seqlen=max_seqlen_q)
-    lengths_k = check_cu_seqlens(cu_seqlens_k, k.shape[0], "cu_seqlens_k", max_seqlen=max_seqlen_k)
-    if len(lengths_q) != len(lengths_k):
-        raise ValueError(
-            f"cu_seqlens_q and cu_seqlens_k describe different batch sizes ({len(lengths_q)} vs {len(lengths_k)})"
-        )
+    lengths_q, lengths_k = check_packed_call(
+        q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, head_dims=head_dims
+    )
     if q.shape[0] == 0:
         return q.new_zeros(q.shape)
     left = causal == BOTTOM_RIGHT
@@ -102,3 +101,37 @@ def varlen_through_dense(
         **kwargs,
     )
     return unpad(out, lengths_q, left=left)
+
+
+def dense_through_varlen(varlen: Callable[..., torch.Tensor], q, k, v, key_padding_mask=None, *, causal=None,
+                         scale=None) -> torch.Tensor:
+    """A dense batch through a packed (varlen) kernel: every query row stays, keys hidden by the mask are dropped.
+
+    ``varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, causal=..., scale=...)`` takes
+    [T, H, D] tensors. Without a mask the batch packs as sequences of equal length (a reshape). With a mask, the
+    kept keys of batch element b form sequence b; masked keys get exactly zero gradient. Causal masking with a mask
+    is refused: after dropping keys, the kernel's causal positions count only the kept keys, which is not the
+    contract's ``j <= i + Sk - Sq`` over all key positions.
+    """
+    batch, seqlen_q, heads_q, head_dim = q.shape
+    seqlen_k, heads_kv = k.shape[1], k.shape[2]
+    device = q.device
+    if key_padding_mask is None:
+        packed_k, packed_v = k.reshape(batch * seqlen_k, heads_kv, head_dim), v.reshape(batch * seqlen_k, heads_kv,
+                                                                                        head_dim)
+        cu_seqlens_k = torch.arange(0, (batch + 1) * seqlen_k, seqlen_k, dtype=torch.int32, device=device)
+        max_seqlen_k = seqlen_k
+    else:
+        if causal is not None:
+            raise NotImplementedError(
+                "causal masking together with a key-padding mask is not supported: the mask is applied by "
+                "dropping keys (unpad -> varlen), after which causal positions count only the kept keys"
+            )
+        lengths_k = key_padding_mask.sum(dim=1, dtype=torch.int32)
+        cu_seqlens_k = torch.nn.functional.pad(torch.cumsum(lengths_k, 0, dtype=torch.int32), (1, 0))
+        packed_k, packed_v = k[key_padding_mask], v[key_padding_mask]
+        max_seqlen_k = int(lengths_k.max())
+    cu_seqlens_q = torch.arange(0, (batch + 1) * seqlen_q, seqlen_q, dtype=torch.int32, device=device)
+    out = varlen(q.reshape(batch * seqlen_q, heads_q, head_dim), packed_k, packed_v, cu_seqlens_q, cu_seqlens_k,
+                 seqlen_q, max_seqlen_k, causal=causal, scale=scale)
+    return out.reshape(batch, seqlen_q, heads_q, head_dim)

@@ -16,12 +16,12 @@ import functools
 import importlib.metadata
 import importlib.util
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from attnconf import BOTTOM_RIGHT, Capabilities, Implementation, register
-from attnconf.validation import AttentionInputError, check_cu_seqlens, check_dense_inputs, check_packed_inputs
+from attnconf.validation import check_dense_inputs, check_packed_call
+from attnconf.varlen import dense_through_varlen
 
 HALF = {torch.float16, torch.bfloat16}
 CANDIDATE_HEAD_DIMS = (32, 64, 128)
@@ -29,57 +29,6 @@ INSTALL_HINT = (
     "flash-attn is not installed: pip install flash-attn --no-build-isolation (a CUDA build from source; "
     "offline GPU machines: scripts/flash_attn_build_offline.sh)"
 )
-
-
-# ---- shared with the other flash-attn style implementations (flash-attn 4, torch varlen_attn) -----------------
-
-
-def dense_through_varlen(varlen: Callable[..., torch.Tensor], q, k, v, key_padding_mask=None, *, causal=None,
-                         scale=None) -> torch.Tensor:
-    """A dense batch through a packed (varlen) kernel: every query row stays, keys hidden by the mask are dropped.
-
-    ``varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, causal=..., scale=...)`` takes
-    [T, H, D] tensors. Without a mask the batch packs as sequences of equal length (a reshape). With a mask, the
-    kept keys of batch element b form sequence b; masked keys get exactly zero gradient. Causal masking with a mask
-    is refused: after dropping keys, the kernel's causal positions count only the kept keys, which is not the
-    contract's ``j <= i + Sk - Sq`` over all key positions.
-    """
-    batch, seqlen_q, heads_q, head_dim = q.shape
-    seqlen_k, heads_kv = k.shape[1], k.shape[2]
-    device = q.device
-    if key_padding_mask is None:
-        packed_k, packed_v = k.reshape(batch * seqlen_k, heads_kv, head_dim), v.reshape(batch * seqlen_k, heads_kv,
-                                                                                        head_dim)
-        cu_seqlens_k = torch.arange(0, (batch + 1) * seqlen_k, seqlen_k, dtype=torch.int32, device=device)
-        max_seqlen_k = seqlen_k
-    else:
-        if causal is not None:
-            raise NotImplementedError(
-                "causal masking together with a key-padding mask is not supported: the mask is applied by "
-                "dropping keys (unpad -> varlen), after which causal positions count only the kept keys"
-            )
-        lengths_k = key_padding_mask.sum(dim=1, dtype=torch.int32)
-        cu_seqlens_k = torch.nn.functional.pad(torch.cumsum(lengths_k, 0, dtype=torch.int32), (1, 0))
-        packed_k, packed_v = k[key_padding_mask], v[key_padding_mask]
-        max_seqlen_k = int(lengths_k.max())
-    cu_seqlens_q = torch.arange(0, (batch + 1) * seqlen_q, seqlen_q, dtype=torch.int32, device=device)
-    out = varlen(q.reshape(batch * seqlen_q, heads_q, head_dim), packed_k, packed_v, cu_seqlens_q, cu_seqlens_k,
-                 seqlen_q, max_seqlen_k, causal=causal, scale=scale)
-    return out.reshape(batch, seqlen_q, heads_q, head_dim)
-
-
-def check_packed_call(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, head_dims):
-    """Validate a packed call as every varlen kernel here needs it; returns (lengths_q, lengths_k)."""
-    check_packed_inputs(q, k, v, head_dims=head_dims)
-    lengths_q = check_cu_seqlens(cu_seqlens_q, q.shape[0], "cu_seqlens_q", max_seqlen=max_seqlen_q)
-    lengths_k = check_cu_seqlens(cu_seqlens_k, k.shape[0], "cu_seqlens_k", max_seqlen=max_seqlen_k)
-    if len(lengths_q) != len(lengths_k):
-        raise AttentionInputError(
-            f"cu_seqlens_q and cu_seqlens_k describe different batch sizes ({len(lengths_q)} vs {len(lengths_k)})"
-        )
-    if cu_seqlens_q.device != q.device or cu_seqlens_k.device != q.device:
-        raise AttentionInputError(f"cu_seqlens must be on the device of q ({q.device})")
-    return lengths_q, lengths_k
 
 
 def installed_version(distribution: str) -> str | None:

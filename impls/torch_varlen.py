@@ -19,7 +19,8 @@ import torch
 
 from attnconf import BOTTOM_RIGHT, Capabilities, Implementation, register
 from attnconf.validation import check_dense_inputs
-from impls.flash_attn2 import check_packed_call, dense_through_varlen
+from attnconf.validation import check_packed_call
+from attnconf.varlen import dense_through_varlen
 
 HALF = {torch.float16, torch.bfloat16}
 HEAD_DIMS = frozenset({32, 64, 128})
