@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from attnconf.varlen import dense_through_varlen
 from attnconf.reference import reference_attention, reference_varlen_attention
 from impls import flash_attn2, flash_attn4, torch_varlen
 
@@ -25,7 +26,7 @@ def _inputs(batch=3, seqlen_q=7, seqlen_k=10, heads_q=4, heads_kv=2, seed=0):
 @pytest.mark.parametrize("causal", [None, "bottom_right"])
 def test_dense_without_mask_packs_equal_lengths(causal):
     q, k, v = _inputs()
-    out = flash_attn2.dense_through_varlen(_reference_varlen, q, k, v, causal=causal, scale=0.3)
+    out = dense_through_varlen(_reference_varlen, q, k, v, causal=causal, scale=0.3)
     torch.testing.assert_close(out, reference_attention(q, k, v, causal=causal, scale=0.3))
 
 
@@ -34,7 +35,7 @@ def test_dense_key_padding_drops_hidden_keys_and_gives_them_zero_gradient():
     mask = torch.rand(3, 10, generator=torch.Generator().manual_seed(2)) < 0.5
     mask[0] = False  # a batch element with no visible key: its rows must be 0
     mask[1, 3] = True
-    out = flash_attn2.dense_through_varlen(_reference_varlen, q, k, v, mask)
+    out = dense_through_varlen(_reference_varlen, q, k, v, mask)
     torch.testing.assert_close(out, reference_attention(q, k, v, key_padding_mask=mask))
     assert torch.equal(out[0], torch.zeros_like(out[0]))
     out.sum().backward()
@@ -46,7 +47,7 @@ def test_dense_key_padding_with_causal_is_refused():
     q, k, v = _inputs()
     mask = torch.ones(3, 10, dtype=torch.bool)
     with pytest.raises(NotImplementedError, match="causal"):
-        flash_attn2.dense_through_varlen(_reference_varlen, q, k, v, mask, causal="bottom_right")
+        dense_through_varlen(_reference_varlen, q, k, v, mask, causal="bottom_right")
 
 
 def _sig_2_10(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, *, is_causal=False, return_aux=None): ...
