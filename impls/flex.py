@@ -29,7 +29,7 @@ from typing import Callable, Hashable
 import torch
 
 from attnconf import BOTTOM_RIGHT, TOP_LEFT, Capabilities, Implementation, register
-from attnconf.validation import check_cu_seqlens, check_dense_inputs, check_packed_inputs
+from attnconf.validation import check_dense_inputs, check_packed_call
 
 try:
     from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex_attention
@@ -221,13 +221,9 @@ def flex_dense(q, k, v, *, key_padding_mask=None, causal=None, scale=None, compi
 def flex_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, *, causal=None, scale=None,
                 compiled: bool):
     """Packed call: [T, H, D] in and out; the batch is one row of documents."""
-    check_packed_inputs(q, k, v, head_dims=HEAD_DIMS)
-    lengths_q = check_cu_seqlens(cu_seqlens_q, q.shape[0], "cu_seqlens_q", max_seqlen=max_seqlen_q)
-    lengths_k = check_cu_seqlens(cu_seqlens_k, k.shape[0], "cu_seqlens_k", max_seqlen=max_seqlen_k)
-    if len(lengths_q) != len(lengths_k):
-        raise ValueError(
-            f"cu_seqlens_q and cu_seqlens_k describe different batch sizes ({len(lengths_q)} vs {len(lengths_k)})"
-        )
+    lengths_q, lengths_k = check_packed_call(
+        q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, head_dims=HEAD_DIMS
+    )
     if q.shape[0] == 0 or k.shape[0] == 0:
         return q * 0  # no query, or no key for any query: every row is 0 (and so is dQ)
     block_mask = packed_block_mask(lengths_q, lengths_k, causal, q.device)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from attnconf import ALIGNMENTS, BOTTOM_RIGHT, Capabilities, Implementation, register
-from attnconf.validation import AttentionInputError, check_cu_seqlens, check_dense_inputs, check_packed_inputs
+from attnconf.validation import AttentionInputError, check_dense_inputs, check_packed_call
 
 try:
     import triton
@@ -298,16 +298,9 @@ def flash_attention(q, k, v, *, key_padding_mask=None, causal=None, scale=None):
 def flash_attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, *, causal=None,
                            scale=None):
     """Packed batches [T, H, D] delimited by int32 cu_seqlens, as flash-attn's varlen API; no padding anywhere."""
-    check_packed_inputs(q, k, v, head_dims=HEAD_DIMS)
-    lengths_q = check_cu_seqlens(cu_seqlens_q, q.shape[0], "cu_seqlens_q", max_seqlen=max_seqlen_q)
-    lengths_k = check_cu_seqlens(cu_seqlens_k, k.shape[0], "cu_seqlens_k", max_seqlen=max_seqlen_k)
-    if len(lengths_q) != len(lengths_k):
-        raise AttentionInputError(
-            f"cu_seqlens_q and cu_seqlens_k describe different batch sizes ({len(lengths_q)} vs {len(lengths_k)})"
-        )
-    for name, cu in (("cu_seqlens_q", cu_seqlens_q), ("cu_seqlens_k", cu_seqlens_k)):
-        if cu.device != q.device:
-            raise AttentionInputError(f"{name} is on {cu.device}, q on {q.device}: they must share a device")
+    lengths_q, lengths_k = check_packed_call(
+        q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, head_dims=HEAD_DIMS
+    )
     scale = _check_options(q, causal, scale)
     q, k, v = (_last_dim_contiguous(t) for t in (q, k, v))
     problem = Problem(batch=len(lengths_q), seqlen_q=max(lengths_q), seqlen_k=max(lengths_k), heads_q=q.shape[1],
