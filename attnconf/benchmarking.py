@@ -3,8 +3,10 @@
 Used by the pytest-benchmark tests in ``benchmarks/`` and by the MEM-1 contract (``conformance/test_memory.py``).
 
 Timing rules (what makes a GPU number honest):
-- the timer waits for the device before it returns, and reads CUDA events, so a round is the device time from
-  its start marker to its end marker, covering all the work it launched (``EventClock``);
+- a round is the device time between two CUDA events around the call, read after waiting for the device, so it
+  covers all the work the call launched (``EventClock``); the host gets a head start (a spin kernel before the
+  start event, twice the host time a warm call takes to queue its work), so the host's launch latency, which
+  varies from run to run, is not what is timed, unless the call is host-bound or synchronizes;
 - warm-up calls run first, so compilation, autotuning and lazy initialisation stay out of the statistics;
 - every round gets freshly drawn inputs, and a buffer larger than the last-level cache is overwritten after they
   are drawn, so no round finds its operands already in cache;
@@ -212,29 +214,62 @@ def case_flops(case: BenchCase) -> float:
 
 
 class EventClock:
-    """Seconds on the GPU's own clock, read through CUDA events.
+    """Seconds on the GPU's own clock, read through CUDA events, in (start, end) pairs around each round.
 
-    Each reading records an event on the current stream, waits until the device has finished everything queued
-    (on every stream), and advances by the device time elapsed since the previous reading's event. The difference
-    of two readings is therefore the device time from the first marker to the second: all the work launched in
-    between, and any gap while the device waited for the host to launch it, but not the moment the host takes to
-    wake up after the device finished (a preempted host thread adds milliseconds to a wall-clock reading).
+    A start reading queues a spin kernel that holds the stream for ``lead`` seconds, records the start event behind
+    it and returns at once; the host then queues the round's kernels while the device spins (nvbench's
+    "blocking kernel"), so the round measures the device's work rather than the host's launch latency, which
+    varies from run to run by more than a 10% regression threshold on sub-millisecond calls. An end reading
+    records the end event, waits for the device, and advances by the device time between the two events.
+    A call whose host side outlasts the lead, or that synchronizes, still has the device waiting for the host
+    inside its interval: host-bound implementations are timed as such. ``run_benchmark`` sets the lead from the
+    host time measured in warm-up.
     """
 
-    def __init__(self, make_event=None, synchronize=None):
+    def __init__(self, make_event=None, synchronize=None, spin=None):
         self._make_event = make_event or (lambda: torch.cuda.Event(enable_timing=True))
         self._synchronize = synchronize or torch.cuda.synchronize
-        self._last = None
+        self._spin = spin or _cuda_spin
+        self.lead = 0.0
+        self._start = None
         self._now = 0.0
 
     def __call__(self) -> float:
-        event = self._make_event()
-        event.record()
+        if self._start is None:  # a round starts
+            if self.lead > 0:
+                self._spin(self.lead)
+            self._start = self._make_event()
+            self._start.record()
+            return self._now
+        end = self._make_event()
+        end.record()
         self._synchronize()
-        if self._last is not None:
-            self._now += self._last.elapsed_time(event) / 1e3  # milliseconds between the two markers
-        self._last = event
+        self._now += self._start.elapsed_time(end) / 1e3  # milliseconds between the two markers
+        self._start = None
         return self._now
+
+    def reset(self) -> None:
+        """Forget a start reading left without its end (a round that raised): the next reading starts a round."""
+        self._start = None
+
+
+_spin_cycles_per_second: float | None = None
+
+
+def _cuda_spin(seconds: float) -> None:
+    """Queue a kernel that keeps the current stream busy for about ``seconds`` (``torch.cuda._sleep`` counts clock
+    cycles; their rate is measured once)."""
+    global _spin_cycles_per_second
+    if _spin_cycles_per_second is None:
+        cycles = 1_000_000
+        torch.cuda._sleep(cycles)  # a first launch loads the kernel: not part of the measurement
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        torch.cuda._sleep(cycles)
+        end.record()
+        end.synchronize()
+        _spin_cycles_per_second = cycles / (start.elapsed_time(end) / 1e3)
+    torch.cuda._sleep(int(seconds * _spin_cycles_per_second))
 
 
 _clock: Callable[[], float] = time.perf_counter
@@ -249,6 +284,13 @@ def use_device_clock(device: torch.device) -> None:
 def device_clock() -> float:
     """pytest-benchmark's timer for this suite: CUDA events on a GPU (``EventClock``), ``perf_counter`` on a CPU."""
     return _clock()
+
+
+def set_clock_lead(seconds: float) -> None:
+    """The head start the device clock gives the host before each round (no effect on a CPU clock)."""
+    if isinstance(_clock, EventClock):
+        _clock.reset()
+        _clock.lead = seconds
 
 
 class CacheFlusher:
@@ -350,23 +392,30 @@ def make_runner(impl: Implementation, case: BenchCase, device: torch.device, flu
     return Runner(setup, target)
 
 
-def timed_call(runner: Runner) -> float:
-    """One untimed-setup, timed-target round outside pytest-benchmark (warm-up and round sizing)."""
+def timed_call(runner: Runner) -> tuple[float, float]:
+    """One untimed-setup, timed-target round outside pytest-benchmark (warm-up and round sizing).
+
+    Returns (the round's time on the suite's clock, the host's time to return from the call).
+    """
     args, kwargs = runner.setup()
     start = device_clock()
+    host_start = time.perf_counter()
     runner.target(*args, **kwargs)
-    return device_clock() - start
+    host = time.perf_counter() - host_start
+    return device_clock() - start, host
 
 
-def warm_up(runner: Runner, rounds: int, budget: float) -> float:
+def warm_up(runner: Runner, rounds: int, budget: float) -> tuple[float, float]:
     """The first call (compilation, autotuning), then more while under ``rounds`` and ``budget`` seconds.
 
-    Returns the fastest warm call: the estimate of one round that sizes the timed rounds.
+    Returns the fastest warm call's (time, host time): the first sizes the timed rounds, the second the head start
+    the device clock gives the host.
     """
-    times = [timed_call(runner)]
-    while len(times) < rounds and sum(times[1:]) < budget:
-        times.append(timed_call(runner))
-    return min(times[1:] or times)
+    calls = [timed_call(runner)]
+    while len(calls) < rounds and sum(t for t, _ in calls[1:]) < budget:
+        calls.append(timed_call(runner))
+    warm = calls[1:] or calls
+    return min(t for t, _ in warm), min(h for _, h in warm)
 
 
 # ---- peak memory ------------------------------------------------------------------------------------------------
@@ -423,6 +472,13 @@ def tensor_bytes(*tensors) -> int:
 GPU_WARMUP_ROUNDS = 3  # the first compiles or autotunes; the next ones settle caches and clocks
 CPU_WARMUP_ROUNDS = 1
 MAX_ROUNDS = 100
+# The device clock's head start: twice the host's time to queue a call, within these bounds. Past the upper one
+# (the tiled teaching version queues thousands of kernels) the round is host-bound and timed as such.
+LEAD_MIN, LEAD_MAX = 100e-6, 20e-3
+
+
+def clock_lead(host_seconds: float) -> float:
+    return min(LEAD_MAX, max(LEAD_MIN, 2 * host_seconds))
 
 
 def run_benchmark(benchmark, impl: Implementation, case: BenchCase, device: torch.device, *, flush: CacheFlusher,
@@ -434,7 +490,10 @@ def run_benchmark(benchmark, impl: Implementation, case: BenchCase, device: torc
     """
     runner = make_runner(impl, case, device, flush)
     warmups = GPU_WARMUP_ROUNDS if device.type == "cuda" else CPU_WARMUP_ROUNDS
-    call_seconds = warm_up(runner, warmups, max_time)
+    set_clock_lead(0.0)  # warm-up measures the host's time to queue a call without a head start
+    call_seconds, host_seconds = warm_up(runner, warmups, max_time)
+    lead = clock_lead(host_seconds)
+    set_clock_lead(lead)
     rounds = choose_rounds(call_seconds, max_time, min_rounds, MAX_ROUNDS)
     benchmark.group = f"{case.layout} {case.id.replace('-', ' ')}"
     try:
@@ -458,6 +517,10 @@ def run_benchmark(benchmark, impl: Implementation, case: BenchCase, device: torc
         "tflops_mean": flops / stats.mean / 1e12,
         "peak_memory_bytes": peak,
         "memory_method": "torch.cuda.max_memory_allocated" if device.type == "cuda" else "torch.profiler",
+        # the host's time to return from one warm call (its launch overhead, or all of it where the call
+        # synchronizes); on a GPU the device clock gave the host ``clock_lead`` seconds of head start per round
+        "host_seconds": host_seconds,
+        "clock_lead": lead if device.type == "cuda" else None,
     }
     benchmark.extra_info.update(info)
     return info

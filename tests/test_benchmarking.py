@@ -110,15 +110,43 @@ class FakeEvent:
 
 
 def test_event_clock_reads_device_time_between_markers():
-    clock = benchmarking.EventClock(make_event=FakeEvent, synchronize=lambda: None)
+    syncs = []
+    clock = benchmarking.EventClock(make_event=FakeEvent, synchronize=lambda: syncs.append(1))
     FakeEvent.device_ms = 1000.0
     start = clock()
+    assert not syncs  # a start reading returns at once: the host goes on to queue the round's work
     FakeEvent.device_ms += 2.5  # the device works 2.5 ms between the markers, whatever the host clock does
     end = clock()
+    assert syncs == [1]  # an end reading waits for the device
     FakeEvent.device_ms += 60_000.0  # a long pause between rounds
     start2 = clock()
     FakeEvent.device_ms += 0.125
     assert end - start == pytest.approx(2.5e-3) and clock() - start2 == pytest.approx(0.125e-3)
+
+
+def test_event_clock_queues_the_head_start_before_the_start_marker():
+    spins = []
+
+    def spin(seconds):  # the device is busy for the head start, before the start event is recorded
+        spins.append(seconds)
+        FakeEvent.device_ms += seconds * 1e3
+
+    clock = benchmarking.EventClock(make_event=FakeEvent, synchronize=lambda: None, spin=spin)
+    clock.lead = 0.004
+    start = clock()
+    FakeEvent.device_ms += 1.0
+    assert clock() - start == pytest.approx(1e-3) and spins == [0.004]  # the head start is not timed
+    clock()  # a round that raised: its end reading never comes
+    clock.reset()
+    start = clock()
+    FakeEvent.device_ms += 0.5
+    assert clock() - start == pytest.approx(0.5e-3) and len(spins) == 3
+
+
+def test_clock_lead_doubles_the_host_time_within_bounds():
+    assert benchmarking.clock_lead(1e-6) == benchmarking.LEAD_MIN
+    assert benchmarking.clock_lead(300e-6) == pytest.approx(600e-6)
+    assert benchmarking.clock_lead(1.0) == benchmarking.LEAD_MAX
 
 
 def test_device_clock_follows_the_benchmarked_device():
@@ -183,6 +211,7 @@ def test_run_benchmark_records_shape_flops_and_memory():
     info = benchmarking.run_benchmark(bench, _eager(), c, CPU, flush=lambda: None, max_time=0.0, min_rounds=2)
     assert bench.calls == 2 and bench.extra_info == info
     assert info["impl"] == "eager" and info["lengths"] == [32, 48, 64] and info["pass"] == "fwd_bwd"
+    assert info["host_seconds"] > 0 and info["clock_lead"] is None  # a CPU clock has no head start
     assert info["flops"] == case_flops(c) and info["tflops"] > 0
     assert info["peak_memory_bytes"] > 0 and bench.group.startswith("varlen fwd_bwd")
 
