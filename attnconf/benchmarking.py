@@ -475,6 +475,9 @@ MAX_ROUNDS = 100
 # The device clock's head start: twice the host's time to queue a call, within these bounds. Past the upper one
 # (the tiled teaching version queues thousands of kernels) the round is host-bound and timed as such.
 LEAD_MIN, LEAD_MAX = 100e-6, 20e-3
+# A host-bound call (the host takes longer to queue it than the device to run it) is timed with the host's speed in
+# it, which wanders more from round to round: three times the rounds, for as steady a median.
+HOST_BOUND_ROUND_FACTOR = 3
 
 
 def clock_lead(host_seconds: float) -> float:
@@ -494,6 +497,9 @@ def run_benchmark(benchmark, impl: Implementation, case: BenchCase, device: torc
     call_seconds, host_seconds = warm_up(runner, warmups, max_time)
     lead = clock_lead(host_seconds)
     set_clock_lead(lead)
+    host_bound = device.type == "cuda" and host_seconds > call_seconds
+    if host_bound:
+        min_rounds *= HOST_BOUND_ROUND_FACTOR
     rounds = choose_rounds(call_seconds, max_time, min_rounds, MAX_ROUNDS)
     benchmark.group = f"{case.layout} {case.id.replace('-', ' ')}"
     try:
@@ -521,6 +527,7 @@ def run_benchmark(benchmark, impl: Implementation, case: BenchCase, device: torc
         # synchronizes); on a GPU the device clock gave the host ``clock_lead`` seconds of head start per round
         "host_seconds": host_seconds,
         "clock_lead": lead if device.type == "cuda" else None,
+        "host_bound": host_bound,
     }
     benchmark.extra_info.update(info)
     return info

@@ -6,6 +6,8 @@ raises. Implementations in ``impls/`` call them first thing.
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 
 
@@ -91,7 +93,7 @@ def check_cu_seqlens(cu_seqlens: torch.Tensor, total: int, name: str, *, max_seq
         raise AttentionInputError(f"{name} must be int32, got {cu_seqlens.dtype}")
     if cu_seqlens.dim() != 1 or cu_seqlens.numel() < 2:
         raise AttentionInputError(f"{name} must be 1-D with batch+1 >= 2 entries, got shape {tuple(cu_seqlens.shape)}")
-    values = cu_seqlens.tolist()
+    values = host_values(cu_seqlens)
     if values[0] != 0:
         raise AttentionInputError(f"{name} must start at 0, got {values[0]}")
     lengths = [b - a for a, b in zip(values, values[1:])]
@@ -118,3 +120,35 @@ def check_packed_call(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seq
     if cu_seqlens_q.device != q.device or cu_seqlens_k.device != q.device:
         raise AttentionInputError(f"cu_seqlens must be on the device of q ({q.device})")
     return lengths_q, lengths_k
+
+
+# ---- host copies of small index tensors --------------------------------------------------------------------------
+# Reading cu_seqlens on the host makes every call on a GPU wait for the device; a model passes the same cu_seqlens
+# to each of its layers. So the values read (or known when the tensor was built from host lengths) are kept per
+# tensor object and trusted while its version counter, which every in-place change through torch bumps, is
+# unchanged. A write behind torch's back (through ``.data``, DLPack or a foreign kernel) is not seen: pass a new
+# tensor after one. CPU tensors are read every time: that costs no device wait.
+
+_host_copies: dict[int, tuple[weakref.ref, int, list[int]]] = {}
+
+
+def _cacheable(t: torch.Tensor) -> bool:
+    return t.device.type != "cpu" and not t.is_inference()  # inference tensors have no version counter
+
+
+def remember_host_values(t: torch.Tensor, values: list[int]) -> torch.Tensor:
+    """Record that ``t`` (just built from ``values``) holds ``values``, so checks need not read it back."""
+    if _cacheable(t):
+        key = id(t)
+        _host_copies[key] = (weakref.ref(t, lambda _, key=key: _host_copies.pop(key, None)), t._version, list(values))
+    return t
+
+
+def host_values(t: torch.Tensor) -> list[int]:
+    """``t.tolist()`` for a 1-D integer tensor, without a device round trip when its values are already known."""
+    entry = _host_copies.get(id(t))
+    if entry is not None and entry[0]() is t and entry[1] == t._version:
+        return list(entry[2])
+    values = t.tolist()
+    remember_host_values(t, values)
+    return values

@@ -16,7 +16,7 @@ from typing import Callable
 import torch
 
 from .capabilities import BOTTOM_RIGHT
-from .validation import check_packed_call
+from .validation import check_packed_call, remember_host_values
 
 
 def cu_seqlens_from_lengths(lengths: list[int], device: torch.device | str = "cpu") -> torch.Tensor:
@@ -24,7 +24,13 @@ def cu_seqlens_from_lengths(lengths: list[int], device: torch.device | str = "cp
     cu = [0]
     for n in lengths:
         cu.append(cu[-1] + n)
-    return torch.tensor(cu, dtype=torch.int32, device=device)
+    return remember_host_values(torch.tensor(cu, dtype=torch.int32, device=device), cu)
+
+
+def equal_cu_seqlens(batch: int, seqlen: int, device) -> torch.Tensor:
+    """cu_seqlens of ``batch`` sequences of ``seqlen``, made on the device (a copy from the host would wait for it)."""
+    cu = torch.arange(0, (batch + 1) * seqlen, seqlen, dtype=torch.int32, device=device)
+    return remember_host_values(cu, list(range(0, (batch + 1) * seqlen, seqlen)))
 
 
 def padded_positions(lengths: list[int], width: int, *, left: bool, device) -> torch.Tensor:
@@ -119,7 +125,7 @@ def dense_through_varlen(varlen: Callable[..., torch.Tensor], q, k, v, key_paddi
     if key_padding_mask is None:
         packed_k, packed_v = k.reshape(batch * seqlen_k, heads_kv, head_dim), v.reshape(batch * seqlen_k, heads_kv,
                                                                                         head_dim)
-        cu_seqlens_k = torch.arange(0, (batch + 1) * seqlen_k, seqlen_k, dtype=torch.int32, device=device)
+        cu_seqlens_k = equal_cu_seqlens(batch, seqlen_k, device)
         max_seqlen_k = seqlen_k
     else:
         if causal is not None:
@@ -131,7 +137,7 @@ def dense_through_varlen(varlen: Callable[..., torch.Tensor], q, k, v, key_paddi
         cu_seqlens_k = torch.nn.functional.pad(torch.cumsum(lengths_k, 0, dtype=torch.int32), (1, 0))
         packed_k, packed_v = k[key_padding_mask], v[key_padding_mask]
         max_seqlen_k = int(lengths_k.max())
-    cu_seqlens_q = torch.arange(0, (batch + 1) * seqlen_q, seqlen_q, dtype=torch.int32, device=device)
+    cu_seqlens_q = equal_cu_seqlens(batch, seqlen_q, device)
     out = varlen(q.reshape(batch * seqlen_q, heads_q, head_dim), packed_k, packed_v, cu_seqlens_q, cu_seqlens_k,
                  seqlen_q, max_seqlen_k, causal=causal, scale=scale)
     return out.reshape(batch, seqlen_q, heads_q, head_dim)

@@ -7,8 +7,9 @@ from hypothesis import strategies as st
 
 from attnconf import AttentionInputError
 from attnconf.reference import reference_attention, reference_varlen_attention
+from attnconf import validation
 from attnconf.validation import check_cu_seqlens
-from attnconf.varlen import cu_seqlens_from_lengths, pad, unpad, varlen_through_dense
+from attnconf.varlen import cu_seqlens_from_lengths, equal_cu_seqlens, pad, unpad, varlen_through_dense
 
 
 @given(
@@ -53,3 +54,39 @@ def test_bad_cu_seqlens(cu, message):
 def test_max_seqlen_too_small():
     with pytest.raises(AttentionInputError, match="max_seqlen"):
         check_cu_seqlens(torch.tensor([0, 3, 5], dtype=torch.int32), 5, "cu_seqlens_q", max_seqlen=2)
+
+
+@pytest.fixture
+def host_copies_on_cpu(monkeypatch):
+    """Host copies are kept for device tensors only; let CPU tensors stand in for them."""
+    monkeypatch.setattr(validation, "_cacheable", lambda t: True)
+
+
+def test_known_cu_seqlens_are_not_read_back(host_copies_on_cpu):
+    cu = cu_seqlens_from_lengths([3, 2])
+    validation.remember_host_values(cu, [0, 9, 9])  # a deliberate lie: proves the check used the host copy
+    with pytest.raises(AttentionInputError, match="end at the total token count 5, got 9"):
+        check_cu_seqlens(cu, 5, "cu_seqlens_q")
+
+
+def test_an_in_place_change_is_seen(host_copies_on_cpu):
+    cu = cu_seqlens_from_lengths([3, 2])
+    assert check_cu_seqlens(cu, 5, "cu_seqlens_q") == [3, 2]
+    cu[1] = 6  # bumps the version counter: the host copy is stale and the values are read again
+    with pytest.raises(AttentionInputError, match="monotonic"):
+        check_cu_seqlens(cu, 5, "cu_seqlens_q")
+    view = cu[1:]
+    view.fill_(5)  # a view shares the version counter
+    assert check_cu_seqlens(cu, 5, "cu_seqlens_q") == [5, 0]
+
+
+def test_host_copies_go_with_their_tensor(host_copies_on_cpu):
+    cu = cu_seqlens_from_lengths([4, 4])
+    key = id(cu)
+    assert key in validation._host_copies
+    del cu
+    assert key not in validation._host_copies
+
+
+def test_equal_cu_seqlens_matches_its_lengths():
+    assert equal_cu_seqlens(3, 4, "cpu").tolist() == cu_seqlens_from_lengths([4, 4, 4]).tolist() == [0, 4, 8, 12]
