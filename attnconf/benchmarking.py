@@ -475,17 +475,30 @@ MAX_ROUNDS = 100
 # The device clock's head start: twice the host's time to queue a call, within these bounds. Past the upper one
 # (the tiled teaching version queues thousands of kernels) the round is host-bound and timed as such.
 LEAD_MIN, LEAD_MAX = 100e-6, 20e-3
-# A host-bound call (the host takes longer to queue it than the device to run it) is timed with the host's speed in
-# it, which wanders more from round to round: three times the rounds, for as steady a median.
+# A host-bound call is timed with the host CPU's speed in it, which wanders from round to round and from run to run
+# (two runs minutes apart on one H100 machine: medians of host-bound benchmarks moved by up to 25 %, device-bound
+# ones by at most 5.4 %): three times the rounds, and --bench-host-bound=skip keeps them out of a regression gate.
 HOST_BOUND_ROUND_FACTOR = 3
+
+
+def is_host_bound(host_seconds: float | None, device_type: str = "cuda") -> bool:
+    """Whether the head start cannot cover the host's time to queue the call (so the host sets the round's time).
+
+    On a CPU every call is host time: the notion does not apply there.
+    """
+    return device_type == "cuda" and host_seconds is not None and 2 * host_seconds > LEAD_MAX
 
 
 def clock_lead(host_seconds: float) -> float:
     return min(LEAD_MAX, max(LEAD_MIN, 2 * host_seconds))
 
 
+class HostBound(Exception):
+    """Raised by ``run_benchmark(..., skip_host_bound=True)`` for a host-bound case, after its warm-up."""
+
+
 def run_benchmark(benchmark, impl: Implementation, case: BenchCase, device: torch.device, *, flush: CacheFlusher,
-                  max_time: float, min_rounds: int) -> dict:
+                  max_time: float, min_rounds: int, skip_host_bound: bool = False) -> dict:
     """Time ``case`` on ``impl`` with pytest-benchmark's ``benchmark`` fixture; fill and return ``extra_info``.
 
     ``benchmark.pedantic`` runs ``setup`` (fresh inputs, cache flush; untimed) before each round and times the
@@ -497,7 +510,10 @@ def run_benchmark(benchmark, impl: Implementation, case: BenchCase, device: torc
     call_seconds, host_seconds = warm_up(runner, warmups, max_time)
     lead = clock_lead(host_seconds)
     set_clock_lead(lead)
-    host_bound = device.type == "cuda" and host_seconds > call_seconds
+    host_bound = is_host_bound(host_seconds, device.type)
+    if host_bound and skip_host_bound:
+        raise HostBound(f"host-bound: a warm call takes the host {host_seconds * 1e3:.1f} ms to queue, more than "
+                        f"the device clock's head start covers ({LEAD_MAX * 1e3:g} ms)")
     if host_bound:
         min_rounds *= HOST_BOUND_ROUND_FACTOR
     rounds = choose_rounds(call_seconds, max_time, min_rounds, MAX_ROUNDS)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import conformance_report
+from .benchmarking import is_host_bound
 
 DEFAULT_REPORTS = Path(__file__).resolve().parent.parent / "reports"
 PASS_ORDER = {"fwd": 0, "bwd": 1, "fwd_bwd": 2}
@@ -91,14 +92,19 @@ def most_complete(runs: list[Run]) -> Run:
 # ---- comparisons and history ------------------------------------------------------------------------------------
 
 
-def change(new: Result, old: Result, stat: str = "mean") -> float:
+# The statistic runs are compared on, as scripts/gpu_bench.sh's --benchmark-compare-fail=median:10% judges: a slower
+# implementation moves every round, a few rounds slowed by the host move the mean but not the median.
+COMPARED = "median"
+
+
+def change(new: Result, old: Result, stat: str = COMPARED) -> float:
     """Relative change of a time statistic: +0.25 means 25 % slower."""
     return new.stats[stat] / old.stats[stat] - 1.0
 
 
-def regressions(run: Run, baseline: Run, threshold: float, stat: str = "mean") -> list[tuple[str, float]]:
+def regressions(run: Run, baseline: Run, threshold: float, stat: str = COMPARED) -> list[tuple[str, float]]:
     """Benchmarks of ``run`` slower than in ``baseline`` by more than ``threshold`` (as pytest-benchmark's
-    ``--benchmark-compare-fail=mean:10%`` judges), worst first."""
+    ``--benchmark-compare-fail=median:10%`` judges), worst first."""
     found = [
         (name, change(result, baseline.results[name], stat))
         for name, result in run.results.items()
@@ -275,33 +281,33 @@ def _per_sequence(r: Result) -> float | None:
 
 
 def plot_history(runs: list[Run], name: str, baseline: Run, threshold: float, path: Path) -> Path:
-    """Mean time (with min-max whiskers) of one benchmark in every run; runs beyond the threshold in red."""
+    """Median time (with min-max whiskers) of one benchmark in every run; runs beyond the threshold in red."""
     plt = _pyplot()
     present = [r for r in runs if name in r.results]
     base = baseline.results.get(name) or present[0].results[name]
     xs = list(range(len(present)))
-    means = [r.results[name].stats["mean"] * 1e3 for r in present]
-    lows = [m - r.results[name].stats["min"] * 1e3 for m, r in zip(means, present)]
-    highs = [r.results[name].stats["max"] * 1e3 - m for m, r in zip(means, present)]
+    times = [r.results[name].stats[COMPARED] * 1e3 for r in present]
+    lows = [m - r.results[name].stats["min"] * 1e3 for m, r in zip(times, present)]
+    highs = [r.results[name].stats["max"] * 1e3 - m for m, r in zip(times, present)]
     changes = [change(r.results[name], base) for r in present]
     colors = ["tab:red" if c > threshold else "tab:blue" for c in changes]
     fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(present) + 3), 4.0))
-    base_ms = base.stats["mean"] * 1e3
+    base_ms = base.stats[COMPARED] * 1e3
     ax.axhspan(base_ms * (1 - threshold), base_ms * (1 + threshold), color="tab:green", alpha=0.12,
-               label=f"baseline mean ± {threshold:.0%}")
+               label=f"baseline {COMPARED} ± {threshold:.0%}")
     ax.axhline(base_ms, color="tab:green", lw=1)
-    ax.errorbar(xs, means, yerr=[lows, highs], fmt="none", ecolor="gray", capsize=4, lw=1)
-    ax.scatter(xs, means, c=colors, zorder=3, s=40)
-    for x, m, c in zip(xs, means, changes):
+    ax.errorbar(xs, times, yerr=[lows, highs], fmt="none", ecolor="gray", capsize=4, lw=1)
+    ax.scatter(xs, times, c=colors, zorder=3, s=40)
+    for x, m, c in zip(xs, times, changes):
         ax.annotate(fmt_percent(c), (x, m), textcoords="offset points", xytext=(8, 4), fontsize=8)
     ax.set_xticks(xs, [f"{r.title}\n{r.datetime[:10]}" for r in present], fontsize=8)
     ax.set_xlim(-0.5, len(present) - 0.2)  # room for the last annotation
-    ax.set_ylabel("mean time per call (ms)")
-    ax.set_ylim(0, max(m + h for m, h in zip(means, highs)) * 1.15)  # headroom for the labels
+    ax.set_ylabel(f"{COMPARED} time per call (ms)")
+    ax.set_ylim(0, max(m + h for m, h in zip(times, highs)) * 1.15)  # headroom for the labels
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     short = present[-1].results[name].name
-    ax.set_title(f"history of {short}\n(red: mean slower than the baseline's by more than {threshold:.0%})",
+    ax.set_title(f"history of {short}\n(red: {COMPARED} slower than the baseline's by more than {threshold:.0%})",
                  fontsize=9)
     return _save(fig, path)
 
@@ -373,7 +379,7 @@ def benchmark_section(storage: Path, reports: Path, *, baseline_number: str | No
         rows.append([run.title, run.datetime[:19].replace("T", " "), str(run.commit.get("id", ""))[:10],
                      "–" if load is None else f"{load:.1f}", str(len(run.results)), ", ".join(impls), verdict])
     lines += md_table(["run", "date (UTC)", "commit", "host load", "results", "implementations",
-                       f"mean vs {baseline.title}"], rows)
+                       f"{COMPARED} vs {baseline.title}"], rows)
     lines += ["", f"Tables and plots below show run `{shown.title}`: TFLOP/s from the median time (FLOPs counted "
               "exactly for causal masks and packed batches; backward = 2.5 x forward), peak memory of one call "
               f"measured with {shown_method(shown)}.", ""]
@@ -408,7 +414,7 @@ def benchmark_section(storage: Path, reports: Path, *, baseline_number: str | No
                 rows.append([run.title, f"{fmt_number(r.stats['mean'] * 1e3)} ms",
                              f"{fmt_number(r.stats['median'] * 1e3)} ms", str(r.stats.get("rounds", "")),
                              fmt_percent(change(r, base)) if base else "–"])
-        lines += md_table(["run", "mean", "median", "rounds", "mean vs baseline"], rows) + [""]
+        lines += md_table(["run", "mean", "median", "rounds", f"{COMPARED} vs baseline"], rows) + [""]
     return lines
 
 
@@ -431,11 +437,14 @@ def results_table(results: list[Result]) -> list[str]:
         cells = []
         for impl in impls:
             r = rows[key].get(impl)
+            host = "" if r is None or not is_host_bound(r.info.get("host_seconds"), r.info.get("device", "cpu")) else " ‡"
             cells.append("–" if r is None else f"{fmt_number(r.info.get('tflops'))} · "
-                         f"{fmt_number(r.stats['median'] * 1e3)} ms · {fmt_bytes(r.info.get('peak_memory_bytes'))}")
+                         f"{fmt_number(r.stats['median'] * 1e3)} ms · {fmt_bytes(r.info.get('peak_memory_bytes'))}"
+                         + host)
         table.append([pass_, "causal" if causal else "full", f"B={batch} H={heads} S={seqlen}", *cells])
     return (["TFLOP/s · median time · peak memory of one call; – : not run (outside the manifest, unavailable, "
-             "or out of memory).", ""]
+             "or out of memory); ‡ host-bound: the host takes longer to queue the call than the device clock's head "
+             "start covers, so the time follows the host CPU's speed (left out of regression rechecks).", ""]
             + md_table(["pass", "mask", "shape", *impls], table))
 
 

@@ -44,6 +44,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         f"default per set: { {k: v['impl_budget'] for k, v in benchmarking.SET_DEFAULTS.items()} }); 0 for none",
     )
     group.addoption(
+        "--bench-host-bound",
+        choices=["run", "skip"],
+        default="run",
+        help="'skip': skip (after warm-up) the cases whose host time to queue a call is more than the device "
+        "clock's head start covers; their timing follows the host CPU's speed, so keep them out of a regression "
+        "gate on a shared machine (GPU only)",
+    )
+    group.addoption(
         "--bench-budget",
         type=float,
         default=None,
@@ -169,8 +177,8 @@ def cache_flusher(device: torch.device) -> benchmarking.CacheFlusher:
 
 @pytest.fixture
 def run_case(impl, device, cache_flusher, benchmark, request):  # impl first: it skips before a benchmark exists
-    """``run_case(case)``: skip outside the manifest, past a time budget or when the shape does not fit on the
-    GPU; otherwise benchmark it."""
+    """``run_case(case)``: skip outside the manifest, past a time budget, when the shape does not fit on the GPU or
+    (with --bench-host-bound=skip) when the case is host-bound; otherwise benchmark it."""
     config = request.config
     spent = config.attnconf_bench_spent
 
@@ -181,7 +189,10 @@ def run_case(impl, device, cache_flusher, benchmark, request):  # impl first: it
                 benchmark, impl, case, device, flush=cache_flusher,
                 max_time=float(config.getoption("benchmark_max_time")),
                 min_rounds=config.getoption("benchmark_min_rounds"),
+                skip_host_bound=config.getoption("--bench-host-bound") == "skip",
             )
+        except benchmarking.HostBound as exc:
+            pytest.skip(f"{impl.name}: {exc} (--bench-host-bound=skip)")
         except torch.cuda.OutOfMemoryError as exc:
             out_of_memory = str(exc).splitlines()[0]
             benchmark.has_error = True  # whatever was measured before is incomplete: not saved

@@ -143,6 +143,12 @@ def test_event_clock_queues_the_head_start_before_the_start_marker():
     assert clock() - start == pytest.approx(0.5e-3) and len(spins) == 3
 
 
+def test_host_bound_means_the_head_start_cannot_cover_the_host():
+    assert not benchmarking.is_host_bound(0.002)  # a few ms of Python: covered
+    assert benchmarking.is_host_bound(0.015)  # the tiled teaching version queues thousands of kernels
+    assert not benchmarking.is_host_bound(1.0, "cpu") and not benchmarking.is_host_bound(None)
+
+
 def test_clock_lead_doubles_the_host_time_within_bounds():
     assert benchmarking.clock_lead(1e-6) == benchmarking.LEAD_MIN
     assert benchmarking.clock_lead(300e-6) == pytest.approx(600e-6)
@@ -328,3 +334,12 @@ def test_budget_is_shared_among_the_implementations_still_to_run():
     options["--bench-budget"] = None
     assert _time_limit(SimpleNamespace(getoption=options.get, attnconf_bench_shares={}, attnconf_bench_queue=[],
                                        attnconf_bench_impl_budget=None), "a") == (None, "")
+
+
+def test_a_host_bound_case_is_refused_after_warm_up_when_asked(monkeypatch):
+    monkeypatch.setattr(benchmarking, "is_host_bound", lambda host_seconds, device_type: True)
+    bench = FakeBenchmark()
+    with pytest.raises(benchmarking.HostBound, match="host-bound"):
+        benchmarking.run_benchmark(bench, _eager(), case(seqlen=32), CPU, flush=lambda: None, max_time=0.0,
+                                   min_rounds=2, skip_host_bound=True)
+    assert bench.calls == 0  # no timed round: nothing is saved for it
