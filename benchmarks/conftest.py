@@ -231,9 +231,11 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
 
 
 def pytest_benchmark_update_commit_info(config: pytest.Config, commit_info: dict) -> None:
-    # a copy of the working tree without .git (a GPU machine) cannot know its commit: the caller may say it
-    if os.environ.get("ATTNCONF_COMMIT") and commit_info.get("id") in (None, "unknown"):
-        commit_info.update(id=os.environ["ATTNCONF_COMMIT"], source="ATTNCONF_COMMIT")
+    # a copy of the working tree on a GPU machine has no .git, or a stale one that names an older commit: the caller
+    # says which commit it is, and that wins over whatever git reports there
+    if os.environ.get("ATTNCONF_COMMIT"):
+        commit_info.update(id=os.environ["ATTNCONF_COMMIT"], source="ATTNCONF_COMMIT", dirty=None, time=None,
+                           author_time=None)
 
 
 def pytest_benchmark_update_json(config: pytest.Config, benchmarks, output_json: dict) -> None:
