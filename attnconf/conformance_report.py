@@ -3,11 +3,19 @@
 Each test result is one record: implementation, contract, outcome, skip or xfail reason, and the measured error
 ratios (see ``tolerance.py``). Cells aggregate records: FAIL if any test failed, else XFAIL if any was an expected
 failure, else PASS if any passed, else SKIP (with the reasons). JSON keeps every record, for ``attnconf.report``.
+
+Several runs (on one device, e.g. one implementation per device command) merge into one matrix:
+
+    python -m attnconf.conformance_report merge TARGET_DIR OLDER.json|DIR ... NEWER.json|DIR
+
+A test that several runs ran keeps the records of the last one given.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Iterable
@@ -59,6 +67,30 @@ def unavailable(cells: dict, impl: str) -> str | None:
     return reasons.pop() if len(reasons) == 1 else None
 
 
+def report_stem(meta: dict) -> str:
+    """``<device slug>-torch<version>``: the matrix's file name (the benchmark storage uses the same)."""
+    slug = re.sub(r"[^a-z0-9]+", "-", meta["device_name"].lower()).strip("-")
+    return f"{slug}-torch{meta['torch'].split('+')[0]}"
+
+
+def merge(runs: Iterable[dict]) -> tuple[list[dict], dict]:
+    """(records, meta) of several runs' JSON contents, oldest first: a later run's records of a test replace the
+    earlier ones; manifests are united, other metadata kept from the first run that has it."""
+    by_test: dict[str, list[dict]] = {}
+    meta: dict = {}
+    for data in runs:
+        ran_here: dict[str, list[dict]] = {}
+        for record in data["records"]:
+            ran_here.setdefault(record["nodeid"], []).append(record)
+        by_test.update(ran_here)
+        for key, value in data["meta"].items():
+            if key == "implementations":
+                meta.setdefault(key, {}).update(value)
+            elif meta.get(key) is None:
+                meta[key] = value
+    return [record for records in by_test.values() for record in records], meta
+
+
 def write(records: list[dict], meta: dict, directory: Path, stem: str) -> tuple[Path, Path]:
     directory.mkdir(parents=True, exist_ok=True)
     json_path, md_path = directory / f"{stem}.json", directory / f"{stem}.md"
@@ -101,3 +133,24 @@ def markdown(records: list[dict], meta: dict) -> str:
     if notes:
         lines += ["", "## Reasons", ""] + notes
     return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m attnconf.conformance_report", description="conformance matrices")
+    commands = parser.add_subparsers(dest="command", required=True)
+    merging = commands.add_parser("merge", help="merge runs' JSON matrices into one (later runs win per test)")
+    merging.add_argument("target", type=Path, help="directory the merged .json and .md are written to")
+    merging.add_argument("runs", type=Path, nargs="+", help="JSON files, or directories of them, oldest first")
+    args = parser.parse_args(argv)
+    files = [f for path in args.runs for f in (sorted(path.glob("*.json")) if path.is_dir() else [path])]
+    records, meta = merge(json.loads(f.read_text()) for f in files)
+    if not records:
+        print("no conformance records to merge")
+        return 1
+    json_path, md_path = write(records, meta, args.target, report_stem(meta))
+    print(f"merged {len(records)} records from {len(files)} file(s) into {md_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -253,11 +253,6 @@ def run_metadata(config: pytest.Config) -> dict:
     return meta
 
 
-def report_stem(meta: dict) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", meta["device_name"].lower()).strip("-")
-    return f"{slug}-torch{meta['torch'].split('+')[0]}"
-
-
 def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
     config = session.config
     if not _records_sink or hasattr(config, "workerinput"):
@@ -267,7 +262,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
         return
     directory = Path(target) if target else ROOT / "reports" / "conformance"
     meta = run_metadata(config)
-    json_path, md_path = conformance_report.write(list(_records_sink), meta, directory, report_stem(meta))
+    json_path, md_path = conformance_report.write(list(_records_sink), meta, directory, conformance_report.report_stem(meta))
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         reporter.write_line(f"attnconf: conformance matrix written to {md_path} and {json_path.name}")

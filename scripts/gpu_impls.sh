@@ -119,32 +119,5 @@ kill "$sampler_pid" 2>/dev/null
 echo "GPU memory used, max over the run: $(sort -n "$out/gpu-memory-mib.txt" | tail -n 1) MiB" | tee -a "$log"
 
 # one matrix from the parts (each part is one pytest run)
-python3 - "$out/conformance" "${parts[@]}" <<'PY' 2>&1 | tee -a "$log"
-# (also usable on any machine, on the JSON files of several runs: python3 - TARGET_DIR PART_DIR... <this program)
-import json, sys
-from pathlib import Path
-from attnconf import conformance_report
-from attnconf.pytest_plugin import report_stem
-
-target, parts = Path(sys.argv[1]), [Path(p) for p in sys.argv[2:]]
-by_test, meta = {}, {}
-for part in parts:
-    for path in sorted(part.glob("*.json")):
-        data = json.loads(path.read_text())
-        ran_here = {}
-        for record in data["records"]:
-            ran_here.setdefault(record["nodeid"], []).append(record)
-        by_test.update(ran_here)  # a test that several runs ran keeps the later run's records
-        for key, value in data["meta"].items():
-            if key == "implementations":
-                meta.setdefault(key, {}).update(value)
-            elif meta.get(key) is None:
-                meta[key] = value
-records = [record for rs in by_test.values() for record in rs]
-if records:
-    json_path, md_path = conformance_report.write(records, meta, target, report_stem(meta))
-    print(f"merged {len(records)} records from {len(parts)} run(s) into {md_path}")
-else:
-    print("no conformance records to merge")
-PY
+python3 -m attnconf.conformance_report merge "$out/conformance" "${parts[@]}" 2>&1 | tee -a "$log"
 echo "gpu_impls: done in $((SECONDS - start)) s" | tee -a "$log"

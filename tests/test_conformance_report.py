@@ -1,6 +1,8 @@
 """The conformance matrix: aggregation of test records into cells."""
 
-from attnconf.conformance_report import aggregate, cell_text, markdown
+import json
+
+from attnconf.conformance_report import aggregate, cell_text, main, markdown, merge
 
 
 def _rec(impl, contract, outcome, reason="", ratios=None):
@@ -27,3 +29,22 @@ def test_markdown_lists_implementations_that_never_ran_apart():
     text = markdown(records, {"device_name": "cpu", "torch": "x", "date": "d", "seed": 0})
     assert "| contract | a |" in text
     assert "- gpu-only: needs a CUDA device" in text
+
+
+def test_merge_keeps_the_last_run_of_each_test_and_unites_manifests(tmp_path):
+    def run(impl, outcome, date):
+        record = {"nodeid": f"conformance/test_dense.py::test_head_dim_64[{impl}]", "impl": impl,
+                  "contract": "HEAD-1", "outcome": outcome, "reason": "", "ratios": {}}
+        meta = {"device_name": "NVIDIA H100 80GB HBM3", "torch": "2.11.0+cu130", "date": date,
+                "implementations": {impl: {}}}
+        return {"meta": meta, "records": [record]}
+
+    older, newer, other = run("a", "failed", "d1"), run("a", "passed", "d2"), run("b", "passed", "d2")
+    records, meta = merge([older, newer, other])
+    assert sorted((r["impl"], r["outcome"]) for r in records) == [("a", "passed"), ("b", "passed")]
+    assert set(meta["implementations"]) == {"a", "b"} and meta["date"] == "d1"
+    for i, data in enumerate((older, newer)):
+        (tmp_path / f"{i}.json").write_text(json.dumps(data))
+    assert main(["merge", str(tmp_path / "out"), str(tmp_path / "0.json"), str(tmp_path / "1.json")]) == 0
+    merged = json.loads((tmp_path / "out" / "nvidia-h100-80gb-hbm3-torch2.11.0.json").read_text())
+    assert [r["outcome"] for r in merged["records"]] == ["passed"]
