@@ -540,10 +540,10 @@ def run_benchmark(benchmark, impl: Implementation, case: BenchCase, device: torc
         "peak_memory_bytes": peak,
         "memory_method": "torch.cuda.max_memory_allocated" if device.type == "cuda" else "torch.profiler",
         # the host's time to return from one warm call (its launch overhead, or all of it where the call
-        # synchronizes); on a GPU the device clock gave the host ``clock_lead`` seconds of head start per round
+        # synchronizes); on a GPU the device clock gave the host ``clock_lead`` seconds of head start per round.
+        # Whether the case was host-bound is not stored: ``is_host_bound(host_seconds)`` says it, by today's rule
         "host_seconds": host_seconds,
         "clock_lead": lead if device.type == "cuda" else None,
-        "host_bound": host_bound,
     }
     benchmark.extra_info.update(info)
     return info

@@ -437,7 +437,8 @@ def results_table(results: list[Result]) -> list[str]:
         cells = []
         for impl in impls:
             r = rows[key].get(impl)
-            host = "" if r is None or not is_host_bound(r.info.get("host_seconds"), r.info.get("device", "cpu")) else " ‡"
+            host_bound = r is not None and is_host_bound(r.info.get("host_seconds"), r.info.get("device", "cpu"))
+            host = " ‡" if host_bound else ""
             cells.append("–" if r is None else f"{fmt_number(r.info.get('tflops'))} · "
                          f"{fmt_number(r.stats['median'] * 1e3)} ms · {fmt_bytes(r.info.get('peak_memory_bytes'))}"
                          + host)
