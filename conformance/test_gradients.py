@@ -52,3 +52,17 @@ def test_grouped_query_attention(impl, device, dense, heads_q, heads_kv, causal)
 def test_grouped_query_attention_packed(impl, device, varlen):
     backward = impl.capabilities.on(device).backward
     varlen(VarlenCase(lengths_q=(7, 30), lengths_k=(7, 30), heads_q=6, heads_kv=2, backward=backward))
+
+
+@pytest.mark.contract("GQA-1")
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("layout", ["dense", "packed"])
+def test_short_query_whose_head_group_spans_many_rows(impl, device, dense, varlen, dtype, layout):
+    """Fewer than 128 query rows, but more than 128 once a kv head's group of query heads is stacked: the shape of
+    decoding kernels that fold the group into the row dimension (one batch element, so the batch is fixed)."""
+    backward = impl.capabilities.on(device).backward
+    if layout == "dense":
+        dense(DenseCase(batch=1, seqlen_q=69, seqlen_k=69, heads_q=2, heads_kv=1, dtype=dtype, backward=backward))
+    else:
+        lengths = (0, 29, 17, 23)
+        varlen(VarlenCase(lengths_q=lengths, lengths_k=lengths, heads_q=4, heads_kv=1, dtype=dtype, backward=backward))

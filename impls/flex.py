@@ -12,9 +12,9 @@ key carries a document id and a position, and
   start, so causal alignment holds per sequence (the seeds' "document masks").
 
 The mask function reads only tensors (no Python numbers), so ``torch.compile(dynamic=True)`` keeps one graph
-across shapes and masks; a new graph is compiled for a new dtype, GQA on/off, a new custom scale value, or a
-query length of 1. Block masks are cached (``BlockMaskCache``) on what determines them; see its docstring for what
-forces a rebuild.
+across shapes and masks; a new graph is compiled for a new dtype, GQA on/off, a new custom scale value, a
+query length of 1, or a short grouped query steered off inductor's decoding kernel (``kernel_options_for``).
+Block masks are cached (``BlockMaskCache``) on what determines them; see its docstring for what forces a rebuild.
 """
 
 from __future__ import annotations
@@ -35,6 +35,12 @@ try:
     from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex_attention
 except ImportError:  # torch < 2.5
     flex_attention = None
+try:
+    from torch.nn.attention.flex_attention import FlexKernelOptions
+
+    _KERNEL_OPTION_NAMES = frozenset(FlexKernelOptions.__annotations__)
+except ImportError:  # older torch: no typed options; FORCE_USE_FLEX_ATTENTION is the knob there
+    _KERNEL_OPTION_NAMES = frozenset()
 
 HEAD_DIMS = frozenset({32, 64, 128})
 NOT_CAUSAL = 1 << 30  # a query position past every key: no causal restriction
@@ -197,13 +203,31 @@ def _separate_buffers(q, k, v):
     return q, k, v
 
 
+def kernel_options_for(device_type: str, heads_q: int, heads_kv: int, seqlen_q: int, block_rows: int) -> dict | None:
+    """None (torch's defaults), or options that keep inductor off its flex-decoding kernel where that has no tile.
+
+    On CUDA, inductor lowers a short query (Sq < 128) with a power-of-two head group to its decoding kernel, whose
+    row tile is the next power of two of Sq x group; past the block mask's row block (``block_rows``, 128) that tile
+    does not divide the block and no kernel is left: ``NoValidChoicesError`` (torch 2.11 on an H100, e.g. packed
+    lengths summing to 69 with 2 query heads per kv head; notes/flex-compiled.md). There the main flex kernel is
+    asked for instead. Which graph a shape lands in depends on which shape compiled first, so the rule looks at the
+    call itself, never at what ran before.
+    """
+    group = heads_q // heads_kv
+    if device_type != "cuda" or group == 1 or not 0 < seqlen_q < 128 or seqlen_q * group <= block_rows:
+        return None
+    return {"BACKEND": "TRITON"} if "BACKEND" in _KERNEL_OPTION_NAMES else {"FORCE_USE_FLEX_ATTENTION": True}
+
+
 def _flex(q, k, v, block_mask, scale, *, compiled: bool):
     """flex_attention on [B, H, S, D] views."""
     gqa = q.shape[1] != k.shape[1]
     if compiled:
         q, k, v = _separate_buffers(q, k, v)
+        options = kernel_options_for(q.device.type, q.shape[1], k.shape[1], q.shape[2], block_mask.BLOCK_SIZE[0])
         with _compile_settings(q.device.type):
-            return _compiled_flex()(q, k, v, block_mask=block_mask, scale=scale, enable_gqa=gqa)
+            return _compiled_flex()(q, k, v, block_mask=block_mask, scale=scale, enable_gqa=gqa,
+                                    kernel_options=options)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*flex_attention called without torch.compile.*")
         return flex_attention(q, k, v, block_mask=block_mask, scale=scale, enable_gqa=gqa)
@@ -263,7 +287,10 @@ for _name, _compiled, _caps in (
             **_COMMON, memory_efficient=True,
             overrides={"cpu": dict(backward=False, memory_efficient=False, dtypes={torch.float32})},
             notes=("torch.compile(flex_attention, dynamic=True): a new graph for each dtype, head counts, "
-                   "stride pattern, custom scale value and Sq == 1; " + _WHAT_REBUILDS + "; CPU: forward only "
+                   "stride pattern, custom scale value and Sq == 1; CUDA: a query shorter than 128 whose head "
+                   "group spans more than 128 rows (Sq x Hq/Hkv) runs the main flex kernel (BACKEND='TRITON'), "
+                   "because inductor's decoding kernel has no tile for it (NoValidChoicesError, torch 2.11); "
+                   + _WHAT_REBUILDS + "; CPU: forward only "
                    "(torch has no flex backward on CPU) and float32 only: each graph costs 4-10 s of C++ "
                    "compilation on a 2-core machine and the suite needs about 40 of them across three dtypes "
                    "(flex-eager covers float16 and bfloat16 on CPU; CUDA declares all three)"),

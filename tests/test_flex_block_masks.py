@@ -1,5 +1,6 @@
 """FlexAttention adapter machinery that the conformance suite does not see: the visibility tensors behind the one
-mask function, block-mask caching (reuse, and rebuilds when what determines a mask changes), shared buffers."""
+mask function, block-mask caching (reuse, and rebuilds when what determines a mask changes), shared buffers, and the
+kernel options that steer short grouped queries off inductor's decoding kernel."""
 
 from __future__ import annotations
 
@@ -124,3 +125,39 @@ def test_compiled_flex_accepts_one_buffer_for_q_k_v():
     x = torch.randn(1, 17, 2, 64, device="cuda", dtype=torch.float16, requires_grad=True)
     registered()["flex-compiled"](x, x, x).sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize(
+    "device_type,heads_q,heads_kv,seqlen_q,steered",
+    [
+        ("cuda", 2, 1, 69, True),  # 138 rows stacked: the decoding kernel's tile (256) overshoots the 128-row block
+        ("cuda", 4, 1, 33, True),
+        ("cuda", 2, 1, 64, False),  # exactly one block
+        ("cuda", 2, 2, 69, False),  # no group
+        ("cuda", 2, 1, 128, False),  # not short: inductor does not take the decoding kernel
+        ("cuda", 2, 1, 0, False),
+        ("cpu", 2, 1, 69, False),  # the CPU lowering has no decoding kernel
+    ],
+)
+def test_kernel_options_steer_only_short_queries_with_a_long_head_group(device_type, heads_q, heads_kv, seqlen_q,
+                                                                        steered):
+    options = flex.kernel_options_for(device_type, heads_q, heads_kv, seqlen_q, block_rows=128)
+    assert (options is not None) == steered
+    if steered:
+        assert options in ({"BACKEND": "TRITON"}, {"FORCE_USE_FLEX_ATTENTION": True})
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="inductor's flex decoding kernel: CUDA only")
+def test_torch_decoding_kernel_still_lacks_a_tile_for_a_long_head_group():
+    """Why ``kernel_options_for`` exists (torch 2.11, H100): without it this shape has no kernel. When this test
+    fails, torch has fixed it and ``kernel_options_for`` can go."""
+    lengths = (0, 29, 17, 23)
+    block_mask = flex.packed_block_mask(lengths, lengths, None, torch.device("cuda"))
+    q = torch.randn(1, 2, sum(lengths), 64, device="cuda")
+    k, v = (torch.randn(1, 1, sum(lengths), 64, device="cuda") for _ in range(2))
+
+    def attend(q, k, v):  # its own code object, so no graph the adapter compiled earlier is reused
+        return flex.flex_attention(q, k, v, block_mask=block_mask, enable_gqa=True)
+
+    with pytest.raises(Exception, match="NoValidChoicesError"):
+        torch.compile(attend, dynamic=True)(q, k, v)
