@@ -6,14 +6,17 @@ failure, else PASS if any passed, else SKIP (with the reasons). JSON keeps every
 
 Several runs (on one device, e.g. one implementation per device command) merge into one matrix:
 
-    python -m attnconf.conformance_report merge TARGET_DIR OLDER.json|DIR ... NEWER.json|DIR
+    python -m attnconf.conformance_report merge [--impl GLOBS] TARGET_DIR OLDER.json|DIR ... NEWER.json|DIR
 
-A test that several runs ran keeps the records of the last one given.
+A test that several runs ran keeps the records of the last one given; ``--impl`` (comma-separated globs, as
+pytest's ``--impl``) keeps only those implementations' records and manifests, so a run over every implementation can
+feed a matrix that covers some of them.
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import re
 from collections import defaultdict
@@ -73,21 +76,30 @@ def report_stem(meta: dict) -> str:
     return f"{slug}-torch{meta['torch'].split('+')[0]}"
 
 
-def merge(runs: Iterable[dict]) -> tuple[list[dict], dict]:
+def merge(runs: Iterable[dict], impls: Iterable[str] | None = None) -> tuple[list[dict], dict]:
     """(records, meta) of several runs' JSON contents, oldest first: a later run's records of a test replace the
-    earlier ones; manifests are united, other metadata kept from the first run that has it."""
+    earlier ones; manifests are united; the date becomes the span of the runs' dates ("first to last"); other
+    metadata is kept from the first run that has it. ``impls``: name globs; only those implementations are kept
+    (all when None)."""
+    patterns = None if impls is None else list(impls)
+    wanted = lambda name: patterns is None or any(fnmatch.fnmatchcase(name, p) for p in patterns)  # noqa: E731
     by_test: dict[str, list[dict]] = {}
     meta: dict = {}
+    dates: set[str] = set()
     for data in runs:
+        dates.update(d for d in str(data["meta"].get("date") or "").split(" to ") if d)
         ran_here: dict[str, list[dict]] = {}
         for record in data["records"]:
-            ran_here.setdefault(record["nodeid"], []).append(record)
+            if wanted(record["impl"]):
+                ran_here.setdefault(record["nodeid"], []).append(record)
         by_test.update(ran_here)
         for key, value in data["meta"].items():
             if key == "implementations":
-                meta.setdefault(key, {}).update(value)
+                meta.setdefault(key, {}).update({name: m for name, m in value.items() if wanted(name)})
             elif meta.get(key) is None:
                 meta[key] = value
+    if dates:
+        meta["date"] = " to ".join(sorted({min(dates), max(dates)}))
     return [record for records in by_test.values() for record in records], meta
 
 
@@ -139,11 +151,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m attnconf.conformance_report", description="conformance matrices")
     commands = parser.add_subparsers(dest="command", required=True)
     merging = commands.add_parser("merge", help="merge runs' JSON matrices into one (later runs win per test)")
+    merging.add_argument("--impl", default=None, metavar="GLOBS",
+                         help="keep only these implementations (comma-separated name globs)")
     merging.add_argument("target", type=Path, help="directory the merged .json and .md are written to")
     merging.add_argument("runs", type=Path, nargs="+", help="JSON files, or directories of them, oldest first")
     args = parser.parse_args(argv)
     files = [f for path in args.runs for f in (sorted(path.glob("*.json")) if path.is_dir() else [path])]
-    records, meta = merge(json.loads(f.read_text()) for f in files)
+    impls = None if args.impl is None else [p.strip() for p in args.impl.split(",") if p.strip()]
+    records, meta = merge((json.loads(f.read_text()) for f in files), impls)
     if not records:
         print("no conformance records to merge")
         return 1

@@ -42,9 +42,29 @@ def test_merge_keeps_the_last_run_of_each_test_and_unites_manifests(tmp_path):
     older, newer, other = run("a", "failed", "d1"), run("a", "passed", "d2"), run("b", "passed", "d2")
     records, meta = merge([older, newer, other])
     assert sorted((r["impl"], r["outcome"]) for r in records) == [("a", "passed"), ("b", "passed")]
-    assert set(meta["implementations"]) == {"a", "b"} and meta["date"] == "d1"
+    assert set(meta["implementations"]) == {"a", "b"} and meta["date"] == "d1 to d2"
+    assert merge([older, run("a", "passed", "d1")])[1]["date"] == "d1"
+    already_merged = {"meta": meta, "records": records}  # dated "d1 to d2"
+    assert merge([already_merged, run("c", "passed", "d3")])[1]["date"] == "d1 to d3"
     for i, data in enumerate((older, newer)):
         (tmp_path / f"{i}.json").write_text(json.dumps(data))
     assert main(["merge", str(tmp_path / "out"), str(tmp_path / "0.json"), str(tmp_path / "1.json")]) == 0
     merged = json.loads((tmp_path / "out" / "nvidia-h100-80gb-hbm3-torch2.11.0.json").read_text())
     assert [r["outcome"] for r in merged["records"]] == ["passed"]
+
+
+def test_merge_can_keep_only_some_implementations(tmp_path):
+    def record(impl):
+        return {"nodeid": f"conformance/test_gradients.py::test_x[{impl}]", "impl": impl, "contract": "GQA-1",
+                "outcome": "passed", "reason": "", "ratios": {}}
+
+    run = {"meta": {"device_name": "cpu", "torch": "x", "implementations": {"flex-eager": {}, "flex-compiled": {},
+                                                                              "eager": {}}},
+           "records": [record("flex-eager"), record("flex-compiled"), record("eager")]}
+    records, meta = merge([run], impls=["flex-*"])
+    assert sorted(r["impl"] for r in records) == ["flex-compiled", "flex-eager"]
+    assert set(meta["implementations"]) == {"flex-compiled", "flex-eager"}
+    (tmp_path / "run.json").write_text(json.dumps(run))
+    assert main(["merge", "--impl", "eager", str(tmp_path / "out"), str(tmp_path / "run.json")]) == 0
+    merged = json.loads((tmp_path / "out" / "cpu-torchx.json").read_text())
+    assert [r["impl"] for r in merged["records"]] == ["eager"]
