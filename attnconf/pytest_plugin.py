@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import fnmatch
 import hashlib
+import json
 import os
 import re
 from pathlib import Path
@@ -262,7 +263,31 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
         return
     directory = Path(target) if target else ROOT / "reports" / "conformance"
     meta = run_metadata(config)
-    json_path, md_path = conformance_report.write(list(_records_sink), meta, directory, conformance_report.report_stem(meta))
+    stem = conformance_report.report_stem(meta)
+    records, how = list(_records_sink), "written to"
+    partial = partial_run(config, exitstatus)
+    existing = directory / f"{stem}.json"
+    if partial and existing.exists():
+        # a -k run must not wipe the other tests' results: this run's tests replace theirs, the rest stay
+        records, meta = conformance_report.merge([json.loads(existing.read_text()), {"meta": meta, "records": records}])
+        how = f"merged ({partial}) into"
+    json_path, md_path = conformance_report.write(records, meta, directory, stem)
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
-        reporter.write_line(f"attnconf: conformance matrix written to {md_path} and {json_path.name}")
+        reporter.write_line(f"attnconf: conformance matrix {how} {md_path} and {json_path.name}")
+
+
+def partial_run(config: pytest.Config, exitstatus) -> str | None:
+    """Why this run did not cover the whole suite (None when it did): such a run is merged into the matrix."""
+    if config.getoption("keyword", None) or config.getoption("markexpr", None) or config.getoption("deselect", None):
+        return "tests deselected"
+    if config.getoption("--impl"):
+        return "implementations chosen"
+    if config.getoption("lf", False) or config.getoption("maxfail", 0) or exitstatus == pytest.ExitCode.INTERRUPTED:
+        return "stopped early or rerunning failures"
+    suite = (ROOT / "conformance").resolve()
+    for arg in config.args:
+        path = Path(config.invocation_params.dir, arg.split("::")[0]).resolve()
+        if "::" in arg or suite in path.parents:  # a test, or a file or folder inside conformance/
+            return "part of the suite named"
+    return None
