@@ -118,8 +118,8 @@ def main() -> None:
             proc = subprocess.run([sys.executable, __file__, "variant", name], capture_output=True, text=True,
                                   env={**os.environ, "PYTHONPATH": os.getcwd()})
             log.write(proc.stdout + proc.stderr)
-            line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
-            result = json.loads(line[0][7:]) if line else dict(variant=name, ok=False, error=f"exit {proc.returncode}")
+            lines = [text for text in proc.stdout.splitlines() if text.startswith("RESULT ")]
+            result = json.loads(lines[0][7:]) if lines else dict(variant=name, ok=False, error=f"exit {proc.returncode}")
             results.append(result)
             print(json.dumps(result), flush=True)
             with open(os.path.join(out, "cases.json"), "w") as f:
