@@ -14,11 +14,14 @@ import torch
 
 from .inputs import DenseCase, Inputs, VarlenCase, make_dense_inputs, make_varlen_inputs
 from .reference import (
+    RoundingTerms,
     fused_formulation,
     fused_formulation_reversed,
     fused_formulation_varlen,
     reference_attention,
     reference_varlen_attention,
+    rounding_terms,
+    rounding_terms_varlen,
 )
 from .registry import Implementation
 from .tolerance import Comparison, compare
@@ -58,24 +61,46 @@ def run_with_grads(fn: Callable[..., torch.Tensor], inputs: Inputs, *, backward:
     return Outcome(out.detach(), grads)
 
 
+@dataclass
+class Expected:
+    """What a case should give: the float64 golden, the same-dtype references, and the rounding terms per tensor."""
+
+    golden: Outcome
+    references: list[Outcome]
+    terms: dict[str, RoundingTerms]  # per tensor, for the rounding floor (see tolerance.py)
+
+
+def compare_all(actual: Outcome, expected: Expected) -> list[Comparison]:
+    """One comparison per tensor the implementation produced (raises AssertionError on a wrong shape or NaN)."""
+    out = []
+    for name, tensor in actual.tensors().items():
+        out.append(compare(name, tensor, expected.golden.tensors()[name],
+                           [r.tensors()[name] for r in expected.references], terms=expected.terms[name]))
+    return out
+
+
 def judge(
-    actual: Outcome, golden: Outcome, references: list[Outcome], *, what: str, expect_dtype, expect_device,
-    record: Recorder | None = None,
+    actual: Outcome, expected: Expected, *, what: str, expect_dtype, expect_device, record: Recorder | None = None,
 ) -> list[Comparison]:
     if actual.out.dtype != expect_dtype:
         raise AssertionError(f"{what}: output dtype {actual.out.dtype}, expected the input dtype {expect_dtype}")
     if actual.out.device != expect_device:
         raise AssertionError(f"{what}: output on {actual.out.device}, expected {expect_device}")
-    comparisons = []
-    for name, tensor in actual.tensors().items():
-        comparisons.append(compare(name, tensor, golden.tensors()[name], [r.tensors()[name] for r in references]))
+    try:
+        comparisons = compare_all(actual, expected)
+    except AssertionError as exc:  # wrong shape, NaN: name the case
+        raise AssertionError(f"{what}: {exc}") from None
     for c in comparisons:
         if record is not None:
             record(c)
     failed = [c for c in comparisons if not c.passed]
     if failed:
         lines = "\n  ".join(c.describe() for c in comparisons)
-        raise AssertionError(f"{what}: {', '.join(c.tensor for c in failed)} out of tolerance\n  {lines}")
+        worst = max(failed, key=lambda c: c.ratio)
+        raise AssertionError(
+            f"{what}: {', '.join(c.tensor for c in failed)} out of tolerance (worst {worst.tensor}, "
+            f"err/bound {worst.ratio:.3g})\n  {lines}"
+        )
     return comparisons
 
 
@@ -83,14 +108,15 @@ def _fused(result: dict[str, torch.Tensor]) -> Outcome:
     return Outcome(result.pop("out"), result)
 
 
-def dense_references(case: DenseCase, inputs: Inputs) -> tuple[Outcome, list[Outcome]]:
-    """(golden in float64, [reference formulations in the test dtype]) for a dense case."""
+def dense_references(case: DenseCase, inputs: Inputs) -> Expected:
+    """The golden in float64, the reference formulations in the test dtype and the rounding terms of a dense case."""
     kwargs = dict(key_padding_mask=inputs.key_padding_mask, causal=case.causal, scale=case.scale)
     golden = run_with_grads(reference_attention, inputs, backward=case.backward, dtype=torch.float64, **kwargs)
     autograd = run_with_grads(reference_attention, inputs, backward=case.backward, **kwargs)
     dout = inputs.dout if case.backward else None
     fused = [_fused(f(inputs.q, inputs.k, inputs.v, dout, **kwargs)) for f in FUSED_FORMULATIONS]
-    return golden, [autograd, *fused]
+    terms = rounding_terms(inputs.q, inputs.k, inputs.v, dout, **kwargs)
+    return Expected(golden, [autograd, *fused], terms)
 
 
 def run_dense(impl: Implementation, case: DenseCase, inputs: Inputs) -> Outcome:
@@ -106,9 +132,9 @@ def check_dense(
 ) -> Outcome:
     """Judge ``impl`` on ``case``; returns what the implementation produced (for further contract checks)."""
     inputs = inputs or make_dense_inputs(case, device, generator)
-    golden, references = dense_references(case, inputs)
+    expected = dense_references(case, inputs)
     actual = run_dense(impl, case, inputs)
-    judge(actual, golden, references, what=f"{impl.name} [{case}]", expect_dtype=inputs.q.dtype,
+    judge(actual, expected, what=f"{impl.name} [{case}]", expect_dtype=inputs.q.dtype,
           expect_device=inputs.q.device, record=record)
     return actual
 
@@ -143,8 +169,10 @@ def check_varlen(
                                         scale=case.scale, formulation=f))
         for f in FUSED_FORMULATIONS
     ]
+    terms = rounding_terms_varlen(inputs.q, inputs.k, inputs.v, inputs.dout if case.backward else None,
+                                  inputs.cu_seqlens_q, inputs.cu_seqlens_k, causal=case.causal, scale=case.scale)
     actual = run_varlen(impl, case, inputs)
-    judge(actual, golden, [autograd, *fused], what=f"{impl.name} varlen [{case}]", expect_dtype=inputs.q.dtype,
+    judge(actual, Expected(golden, [autograd, *fused], terms), what=f"{impl.name} varlen [{case}]", expect_dtype=inputs.q.dtype,
           expect_device=inputs.q.device, record=record)
     return actual
 

@@ -7,6 +7,7 @@ the test dtype it is the same-dtype reference whose error sets the tolerance (se
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -181,3 +182,99 @@ def fused_formulation_varlen(q, k, v, dout, cu_seqlens_q, cu_seqlens_k, *, causa
         if dout is not None:
             result["dq"][sq], result["dk"][sk], result["dv"][sk] = part["dq"][0], part["dk"][0], part["dv"][0]
     return result
+
+
+@dataclass(frozen=True)
+class RoundingTerms:
+    """Magnitudes behind one tensor's rounding error (see ``tolerance.py``), the largest over its elements.
+
+    - ``stored``: the sum of absolute terms of the values a standard kernel stores in the test dtype on the way:
+      P before P·V and Pᵀ·dO, O before D = rowsum(dO ∘ O), dS before dS·K and dSᵀ·Q;
+    - ``plain``: the sum of the absolute terms before any cancellation (|p_ij| (|v_j| + |out_i|), and for the
+      gradients |p_ij| (|dO_i|·|v_j| + |dO_i|·|O_i|) |k_j|), which a float32 accumulation in any order rounds;
+    - ``scores``: ``plain`` with each term weighted by its score's size ``scale * sum_d |q_id| |k_jd|``, which a
+      score rounded in float32 carries into the result;
+    - ``length``: the longest reduction (keys, or the query rows of a head group, plus D).
+    """
+
+    stored: float
+    plain: float
+    scores: float
+    length: int
+
+
+def rounding_terms(q, k, v, dout, *, key_padding_mask=None, causal=None, scale=None) -> dict[str, RoundingTerms]:
+    """``RoundingTerms`` of out (and dq, dk, dv when ``dout`` is given), computed in float64 from the inputs.
+
+    Rounding a sum of L terms errs by about ``eps * sqrt(L)`` times the sum of their absolute values, which stays
+    positive where the true value is exactly zero (a single key makes dQ = 0): a bound built on it cannot
+    collapse. The magnitudes follow the backward of ``_fused_visible``.
+    """
+    visible = visibility(q.shape[1], k.shape[1], batch=q.shape[0], key_padding_mask=key_padding_mask,
+                         causal=causal, device=q.device)
+    return _rounding_terms_visible(q, k, v, dout, visible, scale)
+
+
+def _rounding_terms_visible(q, k, v, dout, visible, scale) -> dict[str, RoundingTerms]:
+    q, k, v = (t.detach().double() for t in (q, k, v))
+    batch, seqlen_q, heads_q, head_dim = q.shape
+    seqlen_k, heads_kv = k.shape[1], k.shape[2]
+    scale = 1.0 / math.sqrt(head_dim) if scale is None else scale
+    group = heads_q // max(heads_kv, 1)
+    lengths = {"out": seqlen_k + head_dim, "dq": seqlen_k + head_dim}
+    lengths.update(dk=group * seqlen_q + head_dim, dv=group * seqlen_q + head_dim)
+    names = ("out",) if dout is None else ("out", "dq", "dk", "dv")
+    if seqlen_k == 0 or seqlen_q == 0:
+        return {name: RoundingTerms(0.0, 0.0, 0.0, lengths[name]) for name in names}
+    dout = None if dout is None else dout.detach().double()
+    out = _fused_visible(q, k, v, None, visible, scale)["out"]
+    kr, vr = k.repeat_interleave(group, dim=2), v.repeat_interleave(group, dim=2)
+    scores = torch.einsum("bqhd,bkhd->bhqk", q * scale, kr).masked_fill(~visible, float("-inf"))
+    lse = torch.logsumexp(scores, dim=-1, keepdim=True)
+    probs = torch.exp(scores - torch.where(torch.isinf(lse), torch.zeros_like(lse), lse)).nan_to_num(0.0)
+    score_size = abs(scale) * torch.einsum("bqhd,bkhd->bhqk", q.abs(), kr.abs())
+    fold = lambda t: t.reshape(batch, seqlen_k, heads_kv, group, head_dim).sum(dim=3)  # noqa: E731
+
+    def magnitudes(weights, dscores) -> dict[str, float]:
+        # out_i = sum_j p_ij v_j; its terms |p_ij| (|v_j| + |out_i|) (a moved weight moves the row's mean too)
+        found = {"out": _largest(torch.einsum("bhqk,bkhd->bqhd", weights, vr.abs())
+                                 + weights.sum(-1).transpose(1, 2)[..., None] * out.abs())}
+        if dout is not None:
+            found["dq"] = _largest(torch.einsum("bhqk,bkhd->bqhd", dscores, kr.abs())) * abs(scale)
+            found["dk"] = _largest(fold(torch.einsum("bhqk,bqhd->bkhd", dscores, q.abs()))) * abs(scale)
+            found["dv"] = _largest(fold(torch.einsum("bhqk,bqhd->bkhd", weights, dout.abs())))
+        return found
+
+    stored_ds = plain_ds = scored_ds = None
+    if dout is not None:
+        dp = torch.einsum("bqhd,bkhd->bhqk", dout, vr)
+        delta = (dout * out).sum(-1).transpose(1, 2)[..., None]
+        delta_terms = (dout.abs() * out.abs()).sum(-1).transpose(1, 2)[..., None]  # sum_d |dO_id| |O_id|
+        plain_ds = probs * (torch.einsum("bqhd,bkhd->bhqk", dout.abs(), vr.abs()) + delta_terms)
+        stored_ds = (probs * (dp - delta)).abs() + probs * delta_terms
+        scored_ds = plain_ds * score_size
+    stored, plain, scored = magnitudes(probs, stored_ds), magnitudes(probs, plain_ds), magnitudes(
+        probs * score_size, scored_ds)
+    return {name: RoundingTerms(stored[name], plain[name], scored[name], lengths[name]) for name in names}
+
+
+def rounding_terms_varlen(q, k, v, dout, cu_seqlens_q, cu_seqlens_k, *, causal=None, scale=None):
+    """``rounding_terms`` of a packed batch: the largest over its sequences."""
+    bounds_q, bounds_k = cu_seqlens_q.tolist(), cu_seqlens_k.tolist()
+    result: dict[str, RoundingTerms] = {}
+    for b in range(len(bounds_q) - 1):
+        sq, sk = slice(bounds_q[b], bounds_q[b + 1]), slice(bounds_k[b], bounds_k[b + 1])
+        part = rounding_terms(q[sq][None], k[sk][None], v[sk][None], None if dout is None else dout[sq][None],
+                              causal=causal, scale=scale)
+        for name, terms in part.items():
+            old = result.get(name, RoundingTerms(0.0, 0.0, 0.0, 0))
+            result[name] = RoundingTerms(*(max(a, b) for a, b in zip(
+                (old.stored, old.plain, old.scores, old.length), (terms.stored, terms.plain, terms.scores, terms.length))))
+    if not result:  # no sequence at all
+        names = ("out",) if dout is None else ("out", "dq", "dk", "dv")
+        result = {name: RoundingTerms(0.0, 0.0, 0.0, 0) for name in names}
+    return result
+
+
+def _largest(t: torch.Tensor) -> float:
+    return t.abs().max().item() if t.numel() else 0.0

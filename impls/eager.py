@@ -42,6 +42,10 @@ def eager_attention(q, k, v, *, num_heads, head_dim, key_padding_mask=None, caus
     k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
 
     scale = 1.0 / math.sqrt(head_dim) if scale is None else scale
+    # scores and softmax in float32 (as fused kernels keep them): half-precision scores at large logits are off by
+    # whole units, and the softmax of those is noise
+    out_dtype = q.dtype
+    q, k, v = (t.float() for t in (q, k, v))
     scores = (q @ k.transpose(-2, -1)) * scale  # [B, H, Sq, Sk]
 
     seqlen_q, seqlen_k = scores.shape[-2:]
@@ -59,5 +63,5 @@ def eager_attention(q, k, v, *, num_heads, head_dim, key_padding_mask=None, caus
     total = weights.sum(dim=-1, keepdim=True)
     weights = weights / total.masked_fill(total == 0, 1.0)
 
-    out = weights @ v  # [B, H, Sq, D]
+    out = (weights @ v).to(out_dtype)  # [B, H, Sq, D]
     return out.transpose(1, 2).reshape(out.shape[0], seqlen_q, num_heads * head_dim)

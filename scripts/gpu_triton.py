@@ -196,9 +196,8 @@ def _have_xdist() -> bool:
 
 def float32_diagnostic() -> None:
     """float32 is not declared on CUDA: how far its errors sit from the bound, in the cases that failed before."""
-    from attnconf.checks import dense_references, run_dense
+    from attnconf.checks import compare_all, dense_references, run_dense
     from attnconf.inputs import DenseCase, make_dense_inputs
-    from attnconf.tolerance import compare
 
     cases = [DenseCase(batch=1, seqlen_q=1025, seqlen_k=1025, heads_q=1, heads_kv=1, causal=c, backward=True)
              for c in (None, "bottom_right")]
@@ -211,10 +210,8 @@ def float32_diagnostic() -> None:
             if left() < 120:
                 break
             inputs = make_dense_inputs(case, DEVICE, torch.Generator().manual_seed(seed))
-            golden, references = dense_references(case, inputs)
             actual = run_dense(TRITON, case, inputs)
-            ratios = {n: compare(n, t, golden.tensors()[n], [r.tensors()[n] for r in references]).ratio
-                      for n, t in actual.tensors().items()}
+            ratios = {c.tensor: c.ratio for c in compare_all(actual, dense_references(case, inputs))}
             rows.append(dict(case=str(case), seed=seed, ratios=ratios))
             log("float32", case, f"seed {seed}:", " ".join(f"{n} {r:.2f}" for n, r in ratios.items()))
     RESULTS["float32_diagnostic"] = rows
