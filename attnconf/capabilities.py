@@ -41,6 +41,7 @@ class Capabilities:
     deterministic: bool = False  # forward and backward bit-identical across repeats
     memory_efficient: bool = False  # peak memory grows linearly with sequence length
     max_seqlen: int | None = None
+    min_seqlen_k: int = 1  # the shortest key length a (non-empty) call may have: a kernel limit, honoured by the draws
     notes: str = ""
     overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
@@ -81,6 +82,7 @@ class Capabilities:
         deterministic: bool = False,
         memory_efficient: bool = False,
         seqlen: int | None = None,
+        shortest_seqlen_k: int | None = None,
     ) -> str | None:
         """The first capability a test needs that is not declared, as a skip reason; None when all are."""
         caps = self
@@ -120,6 +122,10 @@ class Capabilities:
             (
                 seqlen is not None and caps.max_seqlen is not None and seqlen > caps.max_seqlen,
                 f"sequence length {seqlen} above the declared limit (capability: max_seqlen={caps.max_seqlen})",
+            ),
+            (
+                shortest_seqlen_k is not None and shortest_seqlen_k < caps.min_seqlen_k,
+                f"key length {shortest_seqlen_k} below the declared limit (capability: min_seqlen_k={caps.min_seqlen_k})",
             ),
         ]
         for failed, reason in checks:

@@ -40,6 +40,7 @@ class DenseCase:
     scale: float | None = None
     backward: bool = False
     magnitude: float = 1.0  # q and k are multiplied by this (large logits)
+    value_offset: float = 0.0  # added to v: values that share an offset do not average out over long rows
 
     def needs(self) -> dict:
         """Capabilities this case needs, as keyword arguments for ``Capabilities.missing``."""
@@ -54,6 +55,7 @@ class DenseCase:
             custom_scale=self.scale is not None,
             backward=self.backward,
             seqlen=max(self.seqlen_q, self.seqlen_k),
+            shortest_seqlen_k=self.seqlen_k if self.seqlen_k and self.seqlen_q else None,
         )
 
     def replace(self, **changes) -> "DenseCase":
@@ -69,6 +71,8 @@ class DenseCase:
                 parts.append(f"{name}={getattr(self, name)}")
         if self.magnitude != 1.0:
             parts.append(f"magnitude={self.magnitude}")
+        if self.value_offset:
+            parts.append(f"value_offset={self.value_offset}")
         if self.backward:
             parts.append("backward")
         return " ".join(parts)
@@ -97,6 +101,7 @@ class VarlenCase:
             custom_scale=self.scale is not None,
             backward=self.backward,
             seqlen=max(self.lengths_q + self.lengths_k + (0,)),
+            shortest_seqlen_k=min((k for q, k in zip(self.lengths_q, self.lengths_k) if q and k), default=None),
         )
 
     def replace(self, **changes) -> "VarlenCase":
@@ -159,6 +164,8 @@ def make_dense_inputs(case: DenseCase, device, generator: torch.Generator) -> In
     q = _randn((case.batch, case.seqlen_q, case.heads_q, case.head_dim), generator, device, case.dtype, case.magnitude)
     k = _randn((case.batch, case.seqlen_k, case.heads_kv, case.head_dim), generator, device, case.dtype, case.magnitude)
     v = _randn((case.batch, case.seqlen_k, case.heads_kv, case.head_dim), generator, device, case.dtype)
+    if case.value_offset:
+        v = v + case.value_offset
     dout = _randn(q.shape, generator, device, case.dtype)
     mask = make_key_padding_mask(case.mask, case.batch, case.seqlen_k, generator)
     return Inputs(q, k, v, dout, key_padding_mask=None if mask is None else mask.to(device))

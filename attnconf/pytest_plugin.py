@@ -122,14 +122,43 @@ def impl(request: pytest.FixtureRequest, device: torch.device) -> registry.Imple
     return chosen
 
 
-@pytest.fixture
-def generator(request: pytest.FixtureRequest, device: torch.device) -> torch.Generator:
-    """A generator seeded from --attnconf-seed and the test id: every test is reproducible on its own."""
-    base = request.config.getoption("--attnconf-seed")
-    digest = hashlib.sha256(f"{base}:{request.node.nodeid}".encode()).digest()
+def case_key(item: pytest.Item) -> str:
+    """What a test's random inputs derive from: its file name, function and case parameters.
+
+    Never the implementation (every implementation sees the same numbers), never the path or the folder pytest
+    starts in (the same verdict from any checkout or installation).
+    """
+    callspec = getattr(item, "callspec", None)
+    params = {} if callspec is None else {k: v for k, v in callspec.params.items() if k != "impl"}
+    described = ",".join(f"{k}={_param_text(v)}" for k, v in sorted(params.items()))
+    return f"{Path(str(item.path)).stem}::{getattr(item, 'originalname', item.name)}[{described}]"
+
+
+def _param_text(value) -> str:
+    if isinstance(value, (str, int, float, bool, type(None), torch.dtype)):
+        return repr(value) if not isinstance(value, torch.dtype) else str(value)
+    return getattr(value, "__name__", None) or type(value).__name__  # a function parameter: its name
+
+
+def seeded_generator(base: int, key: str) -> torch.Generator:
+    """A CPU generator seeded from the run's --attnconf-seed and a key (a case key, or a hypothesis draw)."""
+    digest = hashlib.sha256(f"{base}:{key}".encode()).digest()
     gen = torch.Generator(device="cpu")
     gen.manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
     return gen
+
+
+@pytest.fixture
+def generator(request: pytest.FixtureRequest) -> torch.Generator:
+    """A generator seeded from --attnconf-seed and the case (``case_key``): every test is reproducible alone."""
+    return seeded_generator(request.config.getoption("--attnconf-seed"), case_key(request.node))
+
+
+@pytest.fixture
+def example_generator(request: pytest.FixtureRequest):
+    """``example_generator(drawn_seed)``: the generator of one hypothesis example, also moved by --attnconf-seed."""
+    base = request.config.getoption("--attnconf-seed")
+    return lambda drawn: seeded_generator(base, f"example:{drawn}")
 
 
 @pytest.fixture
@@ -146,6 +175,10 @@ def item_contracts(item: pytest.Item) -> set[str]:
     return {m.args[0] for m in item.iter_markers("contract")}
 
 
+def is_hypothesis_test(item: pytest.Item) -> bool:
+    return getattr(getattr(item, "obj", None), "is_hypothesis_test", False)
+
+
 def item_impl(item: pytest.Item) -> registry.Implementation | None:
     callspec = getattr(item, "callspec", None)
     return callspec.params.get("impl") if callspec else None
@@ -153,6 +186,12 @@ def item_impl(item: pytest.Item) -> registry.Implementation | None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     known = contracts()
+    base_seed = config.getoption("--attnconf-seed")
+    for item in items:
+        if base_seed and is_hypothesis_test(item):
+            # --attnconf-seed moves the drawn shapes too (hypothesis.seed on the test; it wins over derandomize)
+            digest = hashlib.sha256(f"{base_seed}:{case_key(item)}".encode()).digest()
+            item.obj._hypothesis_internal_use_seed = int.from_bytes(digest[:8], "little")
     for item in items:
         unknown = item_contracts(item) - set(known)
         if unknown:
@@ -168,7 +207,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if hit:
             pattern, reason = hit
             used.setdefault(chosen.name, set()).add(pattern)
-            item.add_marker(pytest.mark.xfail(reason=f"{chosen.name} expected failure: {reason}", strict=True))
+            # strict, except on hypothesis properties (one failing draw must not decide every draw's verdict) and
+            # on numeric edges, whose outcome may turn with the machine's SIMD kernels
+            strict = not (is_hypothesis_test(item) or expected_failures.is_numeric_edge(reason))
+            item.add_marker(pytest.mark.xfail(reason=f"{chosen.name} expected failure: {reason}", strict=strict))
     # an entry is stale when the tests it could match were collected for that implementation and it matched none
     collected: dict[str, set[str]] = {}
     for item in items:

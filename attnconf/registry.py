@@ -112,7 +112,7 @@ def implementation(
         return register(
             Implementation(
                 name=name,
-                forward=to_canonical(fn, layout, head_dims=capabilities.head_dims),
+                forward=to_canonical(fn, layout),
                 capabilities=capabilities,
                 varlen_forward=varlen_forward,
                 available=available or (lambda: None),

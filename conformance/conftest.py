@@ -27,7 +27,7 @@ def require(impl, device):
 
 
 @pytest.fixture
-def dense(impl, device, generator, record_comparison, require):
+def dense(impl, device, generator, example_generator, record_comparison, require):
     """``dense(case, inputs=None, seed=None)``: gate on capabilities, run, judge against the golden.
 
     Returns the implementation's outcome. Hypothesis tests pass a drawn ``seed`` so each example's tensors are a
@@ -36,19 +36,19 @@ def dense(impl, device, generator, record_comparison, require):
 
     def run(case, inputs=None, *, seed: int | None = None):
         case = require(case)
-        gen = generator if seed is None else torch.Generator().manual_seed(seed)
+        gen = generator if seed is None else example_generator(seed)
         return check_dense(impl, case, device, gen, record_comparison, inputs)
 
     return run
 
 
 @pytest.fixture
-def varlen(impl, device, generator, record_comparison, require):
+def varlen(impl, device, generator, example_generator, record_comparison, require):
     """``varlen(case, inputs=None)``: as ``dense`` for packed batches."""
 
     def run(case, inputs=None, *, seed: int | None = None):
         case = require(case)
-        gen = generator if seed is None else torch.Generator().manual_seed(seed)
+        gen = generator if seed is None else example_generator(seed)
         return check_varlen(impl, case, device, gen, record_comparison, inputs)
 
     return run

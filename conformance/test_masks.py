@@ -22,8 +22,8 @@ def test_true_means_attend(dense, kind, dtype):
 
 @pytest.mark.contract("MASK-1")
 @given(seqlen_k=st.integers(1, 80), keep=st.floats(0.05, 0.95), seed=st.integers(0, 2**31))
-def test_random_masks(impl, device, require, dense, seqlen_k, keep, seed):
-    gen = torch.Generator().manual_seed(seed)
+def test_random_masks(impl, device, require, dense, example_generator, seqlen_k, keep, seed):
+    gen = example_generator(seed)
     case = require(DenseCase(batch=2, seqlen_q=9, seqlen_k=seqlen_k, mask="random"))
     inputs = make_dense_inputs(case, device, gen)
     mask = torch.rand(2, seqlen_k, generator=gen) < keep

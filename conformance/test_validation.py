@@ -7,6 +7,7 @@ import torch
 
 from attnconf.checks import run_dense, run_varlen
 from attnconf.inputs import DenseCase, VarlenCase, make_dense_inputs, make_varlen_inputs
+from attnconf.layouts import LayoutCannotExpress
 
 SHAPE_WORDS = ("shape", "rank", "dim", "size", "length", "batch", "seqlen")
 
@@ -14,6 +15,8 @@ SHAPE_WORDS = ("shape", "rank", "dim", "size", "length", "batch", "seqlen")
 def _raises_naming(call, words, what: str) -> None:
     try:
         call()
+    except LayoutCannotExpress as exc:  # the adapter could not hand the bad input on: no verdict, and no pass
+        pytest.skip(f"{what}: cannot be tested through the registered layout: {exc}")
     except Exception as exc:  # any exception type is fine, as long as it says what is wrong
         message = f"{type(exc).__name__}: {exc}".lower()
         assert any(w in message for w in words), f"{what}: raised {message[:300]!r}, which names none of {words}"
@@ -82,8 +85,8 @@ def test_device_mismatch(impl, device, generator, require):
 
 @pytest.mark.contract("VALID-3")
 def test_heads_that_do_not_divide(impl, device, generator, require):
-    case = DenseCase(heads_q=3, heads_kv=2)
-    case = require(case.replace(heads_q=4)).replace(heads_q=3)
+    # every implementation: one without GQA must reject unequal head counts just the same
+    case = require(DenseCase()).replace(heads_q=3, heads_kv=2)
     inputs = make_dense_inputs(case, device, generator)
     _raises_naming(_dense_call(impl, inputs), ("head",), "Hq=3, Hkv=2")
 
@@ -115,6 +118,9 @@ BAD_CU_SEQLENS = {
 def test_bad_cu_seqlens(impl, device, generator, require, bad):
     case = VarlenCase(lengths_q=(4, 6, 3), lengths_k=(4, 6, 3))
     case = require(case)
+    if impl.varlen_forward is None:
+        pytest.skip(f"{impl.name} has no packed API of its own: packed batches reach it through attnconf's pad/unpad "
+                    "adapter, whose cu_seqlens checks would not be the implementation's (register varlen_forward)")
     inputs = make_varlen_inputs(case, device, generator)
     cu_q = BAD_CU_SEQLENS[bad](inputs.cu_seqlens_q, inputs.q.shape[0])
 

@@ -10,13 +10,43 @@ import math
 
 import torch
 
-from attnconf import ALIGNMENTS, Capabilities, implementation
+from attnconf import ALIGNMENTS, AttentionInputError, Capabilities, implementation
 
 
 def split_heads(x: torch.Tensor, num_heads: int, head_dim: int) -> torch.Tensor:
     """[B, S, H·D] -> [B, H, S, D]."""
     batch, seqlen, _ = x.shape
     return x.reshape(batch, seqlen, num_heads, head_dim).transpose(1, 2)
+
+
+def check_merged_inputs(q, k, v, num_heads: int, head_dim: int, key_padding_mask) -> None:
+    """Reject what merged-head inputs [B, S, H·D] cannot mean, naming the problem."""
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if t.dim() != 3:
+            raise AttentionInputError(f"{name} must have rank 3 [batch, seqlen, heads·head_dim], got shape {tuple(t.shape)}")
+    if q.dtype != k.dtype or q.dtype != v.dtype or not q.is_floating_point():
+        raise AttentionInputError(f"q, k, v must share one floating dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    if q.device != k.device or q.device != v.device:
+        raise AttentionInputError(f"q, k, v must be on one device, got {q.device}, {k.device}, {v.device}")
+    if not (q.shape[0] == k.shape[0] == v.shape[0]):
+        raise AttentionInputError(f"batch size mismatch: q {q.shape[0]}, k {k.shape[0]}, v {v.shape[0]}")
+    if k.shape[1] != v.shape[1]:
+        raise AttentionInputError(f"k and v seqlen mismatch: k {k.shape[1]}, v {v.shape[1]}")
+    if q.shape[-1] != num_heads * head_dim:
+        raise AttentionInputError(f"q's last dim {q.shape[-1]} is not num_heads·head_dim = {num_heads}·{head_dim}")
+    if k.shape[-1] != v.shape[-1] or k.shape[-1] % head_dim or num_heads % max(k.shape[-1] // head_dim, 1):
+        raise AttentionInputError(
+            f"k and v last dims ({k.shape[-1]}, {v.shape[-1]}) must be kv_heads·head_dim (head_dim {head_dim}) with "
+            f"the {num_heads} query heads a multiple of the kv heads"
+        )
+    if key_padding_mask is not None:
+        if key_padding_mask.dtype != torch.bool or tuple(key_padding_mask.shape) != tuple(k.shape[:2]):
+            raise AttentionInputError(
+                f"key_padding_mask must be torch.bool [batch, seqlen_k] = {tuple(k.shape[:2])}, got "
+                f"{key_padding_mask.dtype} {tuple(key_padding_mask.shape)}"
+            )
+        if key_padding_mask.device != q.device:
+            raise AttentionInputError(f"key_padding_mask on {key_padding_mask.device}, q on {q.device}")
 
 
 @implementation(
@@ -36,6 +66,7 @@ def split_heads(x: torch.Tensor, num_heads: int, head_dim: int) -> torch.Tensor:
 )
 def eager_attention(q, k, v, *, num_heads, head_dim, key_padding_mask=None, causal=None, scale=None):
     """From-scratch multi-head attention on merged heads (the seeds' exercise)."""
+    check_merged_inputs(q, k, v, num_heads, head_dim, key_padding_mask)
     kv_heads = k.shape[-1] // head_dim
     q, k, v = split_heads(q, num_heads, head_dim), split_heads(k, kv_heads, head_dim), split_heads(v, kv_heads, head_dim)
     group = num_heads // kv_heads

@@ -16,13 +16,18 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from attnconf import BOTTOM_RIGHT, TOP_LEFT, Capabilities, Implementation, register
 from attnconf.layouts import to_canonical
 from attnconf.reference import causal_visibility
+from attnconf.validation import check_dense_inputs
 
 HALF = {torch.float16, torch.bfloat16}
 ALL = {torch.float32, torch.float16, torch.bfloat16}
 
 
-def sdpa_attention(q, k, v, *, backend: SDPBackend, key_padding_mask=None, causal=None, scale=None):
-    """SDPA on [B, H, S, D] inputs with one pinned backend."""
+def sdpa_attention(q, k, v, *, backend: SDPBackend, key_padding_mask=None, causal=None, scale=None, head_dims=None):
+    """SDPA on [B, H, S, D] inputs with one pinned backend; ``head_dims``: the ones this variant declares."""
+    # SDPA would read a float mask as additive and broadcast a mask of the wrong shape: check what this wrapper
+    # builds on, in SDPA's layout (k, v [B, Hkv, Sk, D])
+    check_dense_inputs(*(t.transpose(-3, -2) if t.dim() >= 3 else t for t in (q, k, v)), key_padding_mask,
+                       head_dims=head_dims)
     seqlen_q, seqlen_k = q.shape[-2], k.shape[-2]
     attn_mask, is_causal = None, False
     if causal is not None and key_padding_mask is None and (causal == TOP_LEFT or seqlen_q == seqlen_k):
@@ -56,8 +61,8 @@ def _variant(name: str, backend: SDPBackend, capabilities: Capabilities, probe_d
     return register(
         Implementation(
             name=name,
-            forward=to_canonical(functools.partial(sdpa_attention, backend=backend), "bhsd",
-                                 head_dims=capabilities.head_dims),
+            forward=to_canonical(functools.partial(sdpa_attention, backend=backend, head_dims=capabilities.head_dims),
+                                 "bhsd"),
             capabilities=capabilities,
             available=_probe(backend, probe_device, probe_dtype),
             description=f"torch.nn.functional.scaled_dot_product_attention pinned to {backend.name}",
@@ -113,8 +118,10 @@ _variant(
     SDPBackend.CUDNN_ATTENTION,
     Capabilities(
         devices={"cuda"}, dtypes=HALF, head_dims={64, 128}, causal={TOP_LEFT, BOTTOM_RIGHT}, causal_unequal=False,
-        key_padding_mask=False, varlen=False, gqa=True, backward=True, memory_efficient=True,
-        notes="declared conservatively: mask and GQA support vary across cuDNN versions; causal only when square",
+        key_padding_mask=False, varlen=False, gqa=True, backward=True, memory_efficient=True, min_seqlen_k=2,
+        notes="declared conservatively: mask and GQA support vary across cuDNN versions; causal only when square; "
+              "no kernel for a key length of 1 ('No available kernel', H100/H200 with torch 2.11.0+cu130, "
+              "2026-11-21)",
     ),
     "cuda",
     torch.float16,

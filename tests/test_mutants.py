@@ -33,6 +33,41 @@ def test_no_false_positives(matrix):
     assert not matrix.conflicts
 
 
+# Contracts that judge numbers against the golden, and of those, the ones whose tests run backward when declared.
+NOT_NUMERIC = {"DENSE-2", "VARLEN-2", "VALID-1", "VALID-2", "VALID-3", "VALID-4", "VALID-5", "VALID-6", "MEM-1",
+               "DET-1"}
+WITH_BACKWARD = {"MASK-2", "MASK-3", "VARLEN-3", "VARLEN-5", "HEAD-1", "HEAD-2", "GRAD-1", "GRAD-2", "GQA-1",
+                 "DTYPE-1", "LAYOUT-1", "STAB-1", "STAB-2"}
+# Bugs of input handling, in-place writes, determinism, or of one option only a dedicated test sets: one contract
+# may be the only one that can see them.
+ONE_CONTRACT_ENOUGH = {"mutant-mask-dtype-unchecked", "mutant-heads-not-checked", "mutant-modifies-input",
+                       "mutant-not-deterministic", "mutant-varlen-cu-seqlens-unchecked", "mutant-assumes-contiguous",
+                       "mutant-nothing-validated", "mutant-nothing-validated-bhsd", "mutant-nothing-validated-bsd"}
+
+
+def _ran(matrix, impl):
+    return {c for c in matrix.contracts if matrix.outcomes.get((impl, c), set()) - {"skipped"}}
+
+
+def test_zero_results_fail_every_contract_that_judges_them(matrix):
+    for name, judged in (("mutant-zero-output", _ran(matrix, "mutant-zero-output") - NOT_NUMERIC),
+                         ("mutant-zero-gradients", WITH_BACKWARD)):
+        passed = sorted(c for c in judged if not matrix.failed(name, c))
+        assert not passed, f"{name} passes {passed}"
+
+
+def test_nothing_validated_fails_every_validation_contract_in_every_layout(matrix):
+    for name in ("mutant-nothing-validated", "mutant-nothing-validated-bhsd", "mutant-nothing-validated-bsd"):
+        passed = [c for c in ("VALID-1", "VALID-2", "VALID-3", "VALID-4", "VALID-5") if not matrix.failed(name, c)]
+        assert not passed, f"{name} passes {passed}"
+
+
+def test_numeric_bugs_are_caught_by_two_contracts(matrix):
+    single = {m: matrix.catches(m) for m in matrix.mutants if m not in ONE_CONTRACT_ENOUGH
+              and len(matrix.catches(m)) < 2}
+    assert not single, f"numeric mutants caught by fewer than two contracts: {single}"
+
+
 def test_catalogue_is_well_formed():
     names = [m.name for m in MUTANTS]
     assert len(set(names)) == len(names)

@@ -17,6 +17,7 @@ import dataclasses
 import torch
 
 from attnconf import ALIGNMENTS, BOTTOM_RIGHT, TOP_LEFT, Capabilities, Implementation
+from attnconf.layouts import to_canonical
 from attnconf.validation import AttentionInputError
 
 from .bases import HEAD_DIMS, EagerAttention, ManualBackwardAttention, PackedAttention, TiledAttention
@@ -377,13 +378,72 @@ class VarlenCuSeqlensUnchecked(PackedAttention):
         return list(zip(values[:-1], values[1:]))
 
 
+# ---- garbage results and no validation at all (the suite's floor: these must fail whatever the dtype or layout) -
+
+
+class ZeroOutput(EagerAttention):
+    """returns all zeros (still differentiable in q, k, v, so the gradients are zero too)"""
+
+    def finish(self, out, q):
+        return (super().finish(out, q) * 0).to(q.dtype)
+
+
+class ZeroGradients(ManualBackwardAttention):
+    """backward returns all-zero dQ, dK, dV (the forward is right)"""
+
+    def grad_v(self, probs, dout):
+        return super().grad_v(probs, dout) * 0
+
+    def grad_q(self, dscores, k, scale):
+        return super().grad_q(dscores, k, scale) * 0
+
+    def grad_k(self, dscores, q, scale):
+        return super().grad_k(dscores, q, scale) * 0
+
+
+class NothingValidated(EagerAttention):
+    """validates nothing: every input is used as given"""
+
+    def validate(self, q, k, v, key_padding_mask):
+        return None
+
+
+class NothingValidatedPacked(PackedAttention):
+    """validates nothing, packed batches included: every input and cu_seqlens is used as given"""
+
+    def __init__(self):
+        super().__init__(NothingValidated())
+
+    def __call__(self, q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, **options):
+        out = q.new_zeros(q.shape)
+        values_q, values_k = cu_seqlens_q.tolist(), cu_seqlens_k.tolist()
+        for q0, q1, k0, k1 in zip(values_q, values_q[1:], values_k, values_k[1:]):
+            if q1 > q0:
+                out[q0:q1] = self.dense(q[None, q0:q1], k[None, k0:k1], v[None, k0:k1], **options)[0]
+        return out
+
+
+def _in_layout(dense: EagerAttention, layout: str):
+    """``dense`` written as a function of ``layout`` (and registered through attnconf's adapter for it)."""
+    if layout == "bhsd":
+        def bhsd(q, k, v, **options):
+            swap = lambda t: t.transpose(-3, -2) if t.dim() >= 3 else t  # noqa: E731
+            return swap(dense(swap(q), swap(k), swap(v), **options))
+        return to_canonical(bhsd, "bhsd")
+
+    def bsd(q, k, v, *, num_heads, head_dim, **options):
+        split = lambda t, heads: t.unflatten(-1, (heads, head_dim)) if t.dim() >= 1 else t  # noqa: E731
+        return dense(split(q, num_heads), split(k, -1), split(v, -1), **options).flatten(-2)
+    return to_canonical(bsd, "bsd")
+
+
 # ---- the lists -----------------------------------------------------------------------------------------------------
 
 
-def _implementation(name: str, forward, capabilities: Capabilities, varlen_forward=None) -> Implementation:
+def _implementation(name: str, forward, capabilities: Capabilities, varlen_forward=None, description=None) -> Implementation:
     bug = varlen_forward if varlen_forward is not None else forward
     return Implementation(name=name, forward=forward, capabilities=capabilities, varlen_forward=varlen_forward,
-                          description=(type(bug).__doc__ or "").strip())
+                          description=description or (type(bug).__doc__ or "").strip())
 
 
 def _dense(name: str, cls, capabilities: Capabilities = FULL) -> Implementation:
@@ -436,6 +496,15 @@ MUTANTS: list[Implementation] = [
     _packed("varlen-last-sequence-dropped", VarlenLastSequenceDropped),
     _packed("varlen-stops-at-empty-sequence", VarlenStopsAtEmptySequence),
     _packed("varlen-cu-seqlens-unchecked", VarlenCuSeqlensUnchecked),
+    _dense("zero-output", ZeroOutput),
+    _dense("zero-gradients", ZeroGradients),
+    _implementation("mutant-nothing-validated", NothingValidated(), FULL, varlen_forward=NothingValidatedPacked()),
+    _implementation("mutant-nothing-validated-bhsd", _in_layout(NothingValidated(), "bhsd"), FULL,
+                    varlen_forward=NothingValidatedPacked(),
+                    description="validates nothing, written in SDPA's layout [B, H, S, D] (attnconf's adapter converts)"),
+    _implementation("mutant-nothing-validated-bsd", _in_layout(NothingValidated(), "bsd"), FULL,
+                    varlen_forward=NothingValidatedPacked(),
+                    description="validates nothing, written on merged heads [B, S, H·D] (attnconf's adapter converts)"),
 ]
 
 # The correct bases themselves: they must pass every contract, or a mutant's "catch" proves nothing.
