@@ -30,9 +30,10 @@ LABEL = {"failed": "FAIL", "xfailed": "XFAIL", "passed": "PASS", "skipped": "SKI
 
 
 def aggregate(records: Iterable[dict]) -> dict[tuple[str, str], dict]:
-    """(impl, contract) -> {outcome, tests, reasons, max_ratio}."""
+    """(impl, contract) -> {outcome, counts, reasons, max_ratio, worst_tensor}; ratios are err/bound (pass <= 1)."""
     cells: dict[tuple[str, str], dict] = defaultdict(
-        lambda: {"outcome": "skipped", "counts": defaultdict(int), "reasons": set(), "max_ratio": None}
+        lambda: {"outcome": "skipped", "counts": defaultdict(int), "reasons": set(), "max_ratio": None,
+                 "worst_tensor": None}
     )
     for rec in records:
         cell = cells[(rec["impl"], rec["contract"])]
@@ -42,16 +43,16 @@ def aggregate(records: Iterable[dict]) -> dict[tuple[str, str], dict]:
             cell["outcome"] = outcome
         if rec.get("reason") and outcome in ("skipped", "xfailed", "failed"):
             cell["reasons"].add(rec["reason"])
-        for ratio in rec.get("ratios", {}).values():
+        for tensor, ratio in rec.get("ratios", {}).items():
             if cell["max_ratio"] is None or ratio > cell["max_ratio"]:
-                cell["max_ratio"] = ratio
+                cell["max_ratio"], cell["worst_tensor"] = ratio, tensor
     return cells
 
 
 def cell_text(cell: dict) -> str:
     text = LABEL[cell["outcome"]]
     if cell["outcome"] == "passed" and cell["max_ratio"] is not None:
-        text += f" {cell['max_ratio']:.2f}"
+        text += f" {cell['max_ratio']:.2f}" + (f" {cell['worst_tensor']}" if cell["worst_tensor"] else "")
     counts = cell["counts"]
     ran = sum(n for outcome, n in counts.items() if outcome != "skipped")
     if cell["outcome"] != "skipped" and counts.get("passed", 0) != ran:
@@ -124,8 +125,8 @@ def markdown(records: list[dict], meta: dict) -> str:
         f"torch {meta.get('torch')}, triton {meta.get('triton')}, {meta.get('date')}, seed {meta.get('seed')}"
         + (f", flash-attn {meta['flash_attn']}" if meta.get("flash_attn") else ""),
         "",
-        "Cells: PASS with the largest error ratio measured (error / (same-dtype reference error + floor); "
-        "the bound is 2 for outputs, 3 for gradients), FAIL, XFAIL (documented expected failure) or SKIP "
+        "Cells: PASS with the largest err/bound measured and the tensor it was measured on (a result passes at "
+        "err/bound <= 1; the bound is in attnconf/tolerance.py), FAIL, XFAIL (documented expected failure) or SKIP "
         "(capability not declared; reasons below). (p/n): passed of the tests that ran, where not all passed.",
         "",
         "| contract | " + " | ".join(impls) + " |",

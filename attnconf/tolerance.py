@@ -3,12 +3,12 @@
 For each tensor (out, dQ, dK, dV) an implementation passes when ``max|out - golden| <= bound``, with
 
     bound = min(factor * max|ref - golden| + floor, cap)
-    floor = eps(dtype) * S + eps(float32) * sqrt(L) * (T + A)
-    cap   = max(CAP * max|golden|, eps(dtype) * S + eps(float32) * sqrt(L) * T)
+    floor = u(dtype) * S + u(float32) * sqrt(L) * (T + A)
+    cap   = max(CAP * max|golden|, u(dtype) * S + u(float32) * sqrt(L) * T)
 
 - ``ref`` ranges over the reference formulations run in the test dtype (the largest error counts: see
   ``reference.fused_formulation``), ``factor`` is 2 for the output and 3 for gradients (flash-attention's rule).
-- ``S`` is the largest sum of absolute terms of what a standard kernel stores in the test dtype on the way (P, O,
+- ``u`` is the unit roundoff (half the machine epsilon). ``S`` is the largest sum of absolute terms of what a standard kernel stores in the test dtype on the way (P, O,
   dS), ``T`` the largest sum of absolute terms behind one element before cancellation, ``A`` the same with each
   term weighted by the size of its score, and ``L`` the reduction length (``reference.RoundingTerms``). The floor is what rounding to
   the test dtype, plus float32 scores and float32 sums in any order, can cost. It does not collapse where the true
@@ -37,7 +37,7 @@ from .reference import RoundingTerms
 FACTORS = {"out": 2.0, "dq": 3.0, "dk": 3.0, "dv": 3.0}
 # No result off by more than this fraction of the golden's largest magnitude passes (see the module docstring).
 CAP = 0.25
-ACCUMULATION_EPS = torch.finfo(torch.float32).eps
+ACCUMULATION_EPS = torch.finfo(torch.float32).eps / 2  # unit roundoff of float32
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,8 @@ class Comparison:
 
 
 def _eps(dtype: torch.dtype) -> float:
-    return torch.finfo(dtype).eps if dtype.is_floating_point else ACCUMULATION_EPS
+    """The unit roundoff (half the machine epsilon): the largest relative error of one rounding to ``dtype``."""
+    return torch.finfo(dtype).eps / 2 if dtype.is_floating_point else ACCUMULATION_EPS
 
 
 def compare(

@@ -43,7 +43,7 @@ def mutant_descriptions() -> dict[str, str]:
     return {m.name: m.description for m in MUTANTS}
 
 
-def suite_command(report_dir: Path, impls: list[str]) -> list[str]:
+def suite_command(report_dir: Path, impls: list[str], extra: list[str] | None = None) -> list[str]:
     """The conformance run, as a third party with an out-of-tree implementation would type it."""
     return [
         sys.executable, "-m", "pytest", "conformance", "-p", "no:cacheprovider", "-q", "--device", "cpu",
@@ -51,18 +51,21 @@ def suite_command(report_dir: Path, impls: list[str]) -> list[str]:
         "--impl", ",".join(impls), "--conformance-report", str(report_dir),
         # speed only, verdicts unchanged: no shrinking of failing examples, no tracebacks (records keep the message)
         "-p", "tests.mutants.hypothesis_profile", f"--hypothesis-profile={hypothesis_profile.PROFILE}", "--tb=no",
+        *(extra or []),
     ]
 
 
-def run_suite(work_dir: Path, *, jobs: int = 2) -> tuple[list[dict], dict]:
-    """Run the suite on every mutant and correct implementation, ``jobs`` subprocesses side by side.
+def run_suite(work_dir: Path, *, jobs: int = 2, names: list[str] | None = None, extra: list[str] | None = None,
+              env: dict | None = None) -> tuple[list[dict], dict]:
+    """Run the suite on ``names`` (default: every mutant and correct implementation), ``jobs`` runs side by side.
 
-    Returns (records, meta) merged from the runs' JSON reports. Raises RuntimeError if a run breaks (a usage or
-    internal error, or no report), with the end of its log.
+    ``extra`` arguments go to every run (``--attnconf-seed 3``), ``env`` replaces the environment. Returns
+    (records, meta) merged from the runs' JSON reports. Raises RuntimeError if a run breaks (a usage or internal
+    error, or no report), with the end of its log.
     """
-    names = [m.name for m in MUTANTS] + correct_names()
-    groups = [names[i::jobs] for i in range(jobs)]  # round-robin: slow and fast implementations spread evenly
-    env = dict(os.environ)
+    names = names or [m.name for m in MUTANTS] + correct_names()
+    groups = [g for g in (names[i::jobs] for i in range(jobs)) if g]  # round-robin: slow and fast ones spread
+    env = dict(os.environ if env is None else env)
     # one thread per run: the tensors are small, and threads that spin while waiting for a busy core (other runs,
     # other CI jobs) cost several times the work itself
     env.setdefault("OMP_NUM_THREADS", "1")
@@ -71,7 +74,7 @@ def run_suite(work_dir: Path, *, jobs: int = 2) -> tuple[list[dict], dict]:
         report_dir = work_dir / f"run{n}"
         report_dir.mkdir(parents=True, exist_ok=True)
         log = open(report_dir / "pytest.log", "w")
-        proc = subprocess.Popen(suite_command(report_dir, group), cwd=ROOT, env=env, stdout=log,
+        proc = subprocess.Popen(suite_command(report_dir, group, extra), cwd=ROOT, env=env, stdout=log,
                                 stderr=subprocess.STDOUT)
         runs.append((proc, log, report_dir))
     records: list[dict] = []
