@@ -89,6 +89,7 @@ class VarlenCase:
     causal: str | None = None
     scale: float | None = None
     backward: bool = False
+    value_offset: float = 0.0  # added to v (see DenseCase)
 
     def needs(self) -> dict:
         return dict(
@@ -115,6 +116,8 @@ class VarlenCase:
         for name in ("causal", "scale"):
             if getattr(self, name) is not None:
                 text += f" {name}={getattr(self, name)}"
+        if self.value_offset:
+            text += f" value_offset={self.value_offset}"
         return text + (" backward" if self.backward else "")
 
 
@@ -178,6 +181,8 @@ def make_varlen_inputs(case: VarlenCase, device, generator: torch.Generator) -> 
     q = _randn((total_q, case.heads_q, case.head_dim), generator, device, case.dtype)
     k = _randn((total_k, case.heads_kv, case.head_dim), generator, device, case.dtype)
     v = _randn((total_k, case.heads_kv, case.head_dim), generator, device, case.dtype)
+    if case.value_offset:
+        v = v + case.value_offset
     dout = _randn(q.shape, generator, device, case.dtype)
     return Inputs(
         q,
