@@ -12,6 +12,7 @@ from typing import Callable
 
 import torch
 
+from .failures import ConformanceFailure, NumericsFailure, WrongDevice, WrongDtype, WrongShape
 from .inputs import DenseCase, Inputs, VarlenCase, make_dense_inputs, make_varlen_inputs
 from .reference import (
     RoundingTerms,
@@ -48,12 +49,19 @@ def run_with_grads(fn: Callable[..., torch.Tensor], inputs: Inputs, *, backward:
     cast = (lambda t: t.detach().to(dtype)) if dtype is not None else (lambda t: t.detach())
     q, k, v = (cast(t).requires_grad_(backward) for t in (inputs.q, inputs.k, inputs.v))
     out = fn(q, k, v, **kwargs)
+    if isinstance(out, (tuple, list)):
+        raise WrongShape(
+            f"returned a {type(out).__name__} of {len(out)} values (out, lse?) instead of the output tensor: the "
+            "canonical interface returns out alone; register a function that returns result[0]"
+        )
+    if not isinstance(out, torch.Tensor):
+        raise WrongShape(f"returned a {type(out).__name__}, not a torch.Tensor")
     if not backward:
         return Outcome(out.detach())
     if out.numel() == 0 and not out.requires_grad:  # nothing to differentiate: every gradient is zero
         return Outcome(out.detach(), {n: torch.zeros_like(t) for n, t in (("dq", q), ("dk", k), ("dv", v))})
     if not out.requires_grad:
-        raise AssertionError("backward is declared, but the output does not require grad (detached from q, k, v)")
+        raise ConformanceFailure("backward is declared, but the output does not require grad (detached from q, k, v)")
     out.backward(inputs.dout.to(out.dtype))
     grads = {}
     for name, leaf in (("dq", q), ("dk", k), ("dv", v)):
@@ -83,13 +91,13 @@ def judge(
     actual: Outcome, expected: Expected, *, what: str, expect_dtype, expect_device, record: Recorder | None = None,
 ) -> list[Comparison]:
     if actual.out.dtype != expect_dtype:
-        raise AssertionError(f"{what}: output dtype {actual.out.dtype}, expected the input dtype {expect_dtype}")
+        raise WrongDtype(f"{what}: output dtype {actual.out.dtype}, expected the input dtype {expect_dtype}")
     if actual.out.device != expect_device:
-        raise AssertionError(f"{what}: output on {actual.out.device}, expected {expect_device}")
+        raise WrongDevice(f"{what}: output on {actual.out.device}, expected {expect_device}")
     try:
         comparisons = compare_all(actual, expected)
-    except AssertionError as exc:  # wrong shape, NaN: name the case
-        raise AssertionError(f"{what}: {exc}") from None
+    except ConformanceFailure as exc:  # wrong shape, NaN: name the case
+        raise type(exc)(f"{what}: {exc}") from None
     for c in comparisons:
         if record is not None:
             record(c)
@@ -97,7 +105,7 @@ def judge(
     if failed:
         lines = "\n  ".join(c.describe() for c in comparisons)
         worst = max(failed, key=lambda c: c.ratio)
-        raise AssertionError(
+        raise NumericsFailure(
             f"{what}: {', '.join(c.tensor for c in failed)} out of tolerance (worst {worst.tensor}, "
             f"err/bound {worst.ratio:.3g})\n  {lines}"
         )
@@ -128,12 +136,17 @@ def run_dense(impl: Implementation, case: DenseCase, inputs: Inputs) -> Outcome:
 
 def check_dense(
     impl: Implementation, case: DenseCase, device, generator: torch.Generator, record: Recorder | None = None,
-    inputs: Inputs | None = None,
+    inputs: Inputs | None = None, before_judging: Callable[[Outcome], None] | None = None,
 ) -> Outcome:
-    """Judge ``impl`` on ``case``; returns what the implementation produced (for further contract checks)."""
+    """Judge ``impl`` on ``case``; returns what the implementation produced (for further contract checks).
+
+    ``before_judging(outcome)`` runs first on the implementation's outcome (a contract's exact checks).
+    """
     inputs = inputs or make_dense_inputs(case, device, generator)
     expected = dense_references(case, inputs)
     actual = run_dense(impl, case, inputs)
+    if before_judging is not None:
+        before_judging(actual)
     judge(actual, expected, what=f"{impl.name} [{case}]", expect_dtype=inputs.q.dtype,
           expect_device=inputs.q.device, record=record)
     return actual

@@ -33,7 +33,7 @@ def aggregate(records: Iterable[dict]) -> dict[tuple[str, str], dict]:
     """(impl, contract) -> {outcome, counts, reasons, max_ratio, worst_tensor}; ratios are err/bound (pass <= 1)."""
     cells: dict[tuple[str, str], dict] = defaultdict(
         lambda: {"outcome": "skipped", "counts": defaultdict(int), "reasons": set(), "max_ratio": None,
-                 "worst_tensor": None}
+                 "worst_tensor": None, "failures": set(), "details": []}
     )
     for rec in records:
         cell = cells[(rec["impl"], rec["contract"])]
@@ -42,7 +42,11 @@ def aggregate(records: Iterable[dict]) -> dict[tuple[str, str], dict]:
         if ORDER[outcome] < ORDER[cell["outcome"]]:
             cell["outcome"] = outcome
         if rec.get("reason") and outcome in ("skipped", "xfailed", "failed"):
-            cell["reasons"].add(rec["reason"])
+            cell["details"].append((outcome, rec["nodeid"], rec.get("failure"), rec["reason"]))
+            if outcome == "skipped":
+                cell["reasons"].add(rec["reason"])
+        if outcome == "failed":
+            cell["failures"].add(rec.get("failure") or "FAIL")
         for tensor, ratio in rec.get("ratios", {}).items():
             if cell["max_ratio"] is None or ratio > cell["max_ratio"]:
                 cell["max_ratio"], cell["worst_tensor"] = ratio, tensor
@@ -51,6 +55,9 @@ def aggregate(records: Iterable[dict]) -> dict[tuple[str, str], dict]:
 
 def cell_text(cell: dict) -> str:
     text = LABEL[cell["outcome"]]
+    kinds = sorted(set(cell.get("failures", ())) - {"FAIL"})  # FAIL alone says nothing more
+    if cell["outcome"] == "failed" and kinds:
+        text += " " + ",".join(kinds)
     if cell["outcome"] == "passed" and cell["max_ratio"] is not None:
         text += f" {cell['max_ratio']:.2f}" + (f" {cell['worst_tensor']}" if cell["worst_tensor"] else "")
     counts = cell["counts"]
@@ -138,14 +145,31 @@ def markdown(records: list[dict], meta: dict) -> str:
     skipped_whole = [f"- {i}: {reason}" for i, reason in not_run.items() if reason]
     if skipped_whole:
         lines += ["", "## Not run here", ""] + skipped_whole
-    notes = []
-    for (impl, cid), cell in sorted(cells.items()):
-        if impl in impls and cell["reasons"] and cell["outcome"] != "passed":
-            for reason in sorted(cell["reasons"]):
-                notes.append(f"- {impl} / {cid} ({LABEL[cell['outcome']]}): {reason}")
-    if notes:
-        lines += ["", "## Reasons", ""] + notes
+    lines += reason_lines(cells, impls)
     return "\n".join(lines) + "\n"
+
+
+def reason_lines(cells: dict, impls: list[str]) -> list[str]:
+    """Per implementation, the reasons behind its FAIL, XFAIL and SKIP cells, each under its own outcome and with a
+    test id; one reason shared by many tests (an implementation that raises on every call) is one line."""
+    grouped: dict[tuple, list[str]] = {}
+    for (impl, cid), cell in sorted(cells.items()):
+        if impl not in impls or cell["outcome"] == "passed":
+            continue
+        for outcome, nodeid, failure, reason in cell["details"]:
+            if outcome != cell["outcome"]:
+                continue  # a skip reason does not explain a FAIL cell
+            key = (impl, outcome, failure, reason)
+            grouped.setdefault(key, [])
+            test = nodeid.split("::")[-1]
+            if test not in grouped[key]:
+                grouped[key].append(f"{cid} `{test}`")
+    out = []
+    for (impl, outcome, failure, reason), tests in grouped.items():
+        label = LABEL[outcome] + (f" {failure}" if failure else "")
+        where = tests[0] if len(tests) == 1 else f"{len(tests)} tests, e.g. {tests[0]}"
+        out.append(f"- {impl} ({label}, {where}): {' '.join(reason.split())[:400]}")
+    return ["", "## Reasons", ""] + out if out else []
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from . import conformance_report, expected_failures, registry
+from . import conformance_report, expected_failures, failures, registry
 from .spec import contracts
 
 RESULTS_KEY = "attnconf"
@@ -227,6 +227,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 )
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """Attach the failure class (``attnconf.failures``) to a failed contract test's report, while the exception is
+    at hand; user properties travel with the report (to the pytest-xdist controller too)."""
+    report = yield
+    if report.failed and call.excinfo is not None and item_contracts(item):
+        exc = call.excinfo.value
+        report.user_properties.append((f"{RESULTS_KEY}.failure", failures.classify(exc, str(exc))))
+        if failures.error_type(exc):
+            report.user_properties.append((f"{RESULTS_KEY}.error_type", failures.error_type(exc)))
+    return report
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
         _record(report)
@@ -245,11 +258,13 @@ def _record(report: pytest.TestReport) -> None:
         outcome = report.outcome
         reason = _skip_reason(report) if report.skipped else (_failure_line(report) if report.failed else "")
     ratios = {k.rsplit(".", 1)[1]: v for k, v in props.items() if k.startswith(f"{RESULTS_KEY}.ratio.")}
+    record = {"impl": impl_name, "nodeid": report.nodeid, "outcome": outcome, "reason": reason, "ratios": ratios}
+    if outcome == "failed":
+        record["failure"] = props.get(f"{RESULTS_KEY}.failure") or failures.classify(None, reason)
+        if props.get(f"{RESULTS_KEY}.error_type"):
+            record["error_type"] = props[f"{RESULTS_KEY}.error_type"]
     for cid in cids:
-        _records_sink.append(
-            {"impl": impl_name, "contract": cid, "nodeid": report.nodeid, "outcome": outcome, "reason": reason,
-             "ratios": ratios}
-        )
+        _records_sink.append({**record, "contract": cid})
 
 
 def _skip_reason(report: pytest.TestReport) -> str:

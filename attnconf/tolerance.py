@@ -31,6 +31,7 @@ from typing import Sequence
 
 import torch
 
+from .failures import NonFiniteResult, WrongShape
 from .reference import RoundingTerms
 
 # Multipliers on the same-dtype reference error, per tensor (flash-attention uses 2 for out, 2-3 for grads).
@@ -90,11 +91,11 @@ def compare(
     ``terms`` are this tensor's T, A and L of the module docstring (``reference.rounding_terms``).
     """
     if tuple(actual.shape) != tuple(golden.shape):
-        raise AssertionError(f"{tensor}: shape {tuple(actual.shape)}, expected {tuple(golden.shape)}")
+        raise WrongShape(f"{tensor}: shape {tuple(actual.shape)}, expected {tuple(golden.shape)}")
     golden = golden.detach().double()
     if not torch.isfinite(actual).all():
         bad = (~torch.isfinite(actual)).sum().item()
-        raise AssertionError(f"{tensor}: {bad} non-finite value(s) (NaN or inf) in the result")
+        raise NonFiniteResult(f"{tensor}: {bad} non-finite value(s) (NaN or inf) in the result")
     err = _max_abs(actual.detach().double() - golden.to(actual.device))
     ref_err = max(_max_abs(ref.detach().double().to(golden.device) - golden) for ref in references)
     eps, accumulation = _eps(references[0].dtype), ACCUMULATION_EPS * math.sqrt(max(terms.length, 1))

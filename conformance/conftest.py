@@ -28,16 +28,19 @@ def require(impl, device):
 
 @pytest.fixture
 def dense(impl, device, generator, example_generator, record_comparison, require):
-    """``dense(case, inputs=None, seed=None)``: gate on capabilities, run, judge against the golden.
+    """``dense(case, inputs=None, seed=None, before_judging=None)``: gate on capabilities, run, judge.
+
+    ``before_judging(outcome)`` runs on the implementation's outcome before the tolerance check (exact checks
+    whose message says more than "out of tolerance").
 
     Returns the implementation's outcome. Hypothesis tests pass a drawn ``seed`` so each example's tensors are a
     function of the example alone (shrinking replays see the same numbers).
     """
 
-    def run(case, inputs=None, *, seed: int | None = None):
+    def run(case, inputs=None, *, seed: int | None = None, before_judging=None):
         case = require(case)
         gen = generator if seed is None else example_generator(seed)
-        return check_dense(impl, case, device, gen, record_comparison, inputs)
+        return check_dense(impl, case, device, gen, record_comparison, inputs, before_judging=before_judging)
 
     return run
 

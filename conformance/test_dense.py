@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from attnconf.checks import run_dense
+from attnconf.failures import WrongDevice, WrongDtype, WrongShape
 from attnconf.inputs import DenseCase, make_dense_inputs
 from conformance.strategies import dense_cases
 
@@ -35,9 +36,12 @@ def test_output_dtype_device_shape(impl, device, generator, require, dtype):
     case = require(case)
     inputs = make_dense_inputs(case, device, generator)
     out = run_dense(impl, case, inputs).out
-    assert tuple(out.shape) == (3, 7, 4, 64), f"shape {tuple(out.shape)}"
-    assert out.dtype == dtype, f"dtype {out.dtype}, expected {dtype}"
-    assert out.device == inputs.q.device, f"device {out.device}, expected {inputs.q.device}"
+    if tuple(out.shape) != (3, 7, 4, 64):
+        raise WrongShape(f"shape {tuple(out.shape)}, expected (3, 7, 4, 64)")
+    if out.dtype != dtype:
+        raise WrongDtype(f"dtype {out.dtype}, expected {dtype}")
+    if out.device != inputs.q.device:
+        raise WrongDevice(f"device {out.device}, expected {inputs.q.device}")
 
 
 @pytest.mark.contract("DENSE-3")

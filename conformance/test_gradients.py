@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from attnconf.capabilities import BOTTOM_RIGHT, TOP_LEFT
+from attnconf.failures import NotExact
 from attnconf.inputs import DenseCase, VarlenCase, make_dense_inputs
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
@@ -30,7 +31,8 @@ def test_masked_keys_get_zero_gradients(impl, device, generator, dense, dtype, c
     for name in ("dk", "dv"):
         grads = outcome.grads[name][hidden]
         bad = (grads != 0).sum().item()
-        assert bad == 0, f"{name} of masked keys: {bad} non-zero value(s), max {grads.abs().max().item():.3e}"
+        if bad:
+            raise NotExact(f"{name} of masked keys: {bad} non-zero value(s), max {grads.abs().max().item():.3e}")
 
 
 @pytest.mark.contract("GRAD-2")

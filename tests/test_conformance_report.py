@@ -15,6 +15,9 @@ def test_failure_dominates_and_ratios_are_kept():
                        _rec("a", "MASK-3", "passed", ratios={"out": 0.5, "dq": 0.75})])
     assert cells[("a", "MASK-1")]["outcome"] == "failed"
     assert cell_text(cells[("a", "MASK-1")]) == "FAIL (1/2)"
+    classified = aggregate([{**_rec("a", "MASK-1", "failed", "far"), "failure": "NUMERICS"},
+                            {**_rec("a", "MASK-1", "failed", "nan"), "failure": "NONFINITE"}])
+    assert cell_text(classified[("a", "MASK-1")]) == "FAIL NONFINITE,NUMERICS (0/2)"
     assert cell_text(cells[("a", "MASK-3")]) == "PASS 0.75 dq"
 
 
