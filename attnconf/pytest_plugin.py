@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,10 @@ from . import conformance_report, expected_failures, failures, registry
 from .spec import contracts
 
 RESULTS_KEY = "attnconf"
+# Per contract test, unless --timeout says otherwise: well above the slowest correct run measured (about 25 s on two
+# CPU cores: a compiled FlexAttention property; on a GPU, flash-attn 4 JIT-compiles one kernel per shape), well below
+# what a hang would cost the run.
+DEFAULT_TIMEOUT_S = {"cpu": 180, "cuda": 600}
 ROOT = Path(__file__).resolve().parent.parent
 _records_sink: list[dict] = []  # one record per (test, contract), filled from test reports
 
@@ -49,6 +54,44 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="where to write the conformance matrix (default: reports/conformance); 'none' to skip",
     )
     group.addoption("--list-impls", action="store_true", help="list registered implementations and exit")
+    group.addoption(
+        "--attnconf-isolation",
+        choices=("auto", "off"),
+        default="auto",
+        help="auto (default): without -n, run the tests in one pytest-xdist worker, so a crash (abort, segfault) "
+        "is recorded as CRASH and the run goes on; off: run in this process",
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """Isolation by default: unless told otherwise, the run goes through one pytest-xdist worker process, so an
+    implementation that aborts or segfaults costs its test (recorded as CRASH, the worker replaced), not the run."""
+    reason = _no_isolation(config)
+    if reason is None:
+        config.option.numprocesses = 1
+        config.option.dist = "load"
+        config.option.tx = ["popen"]  # xdist's own cmdline_main may have run already
+        if getattr(config.option, "maxworkerrestart", None) is None:
+            config.option.maxworkerrestart = 10_000  # every crashing test gets its worker replaced
+
+
+def _no_isolation(config: pytest.Config) -> str | None:
+    """Why this run goes without a worker process (None: it isolates)."""
+    option = config.option
+    if config.getoption("--attnconf-isolation") == "off":
+        return "--attnconf-isolation off"
+    if not config.pluginmanager.hasplugin("xdist") or os.environ.get("PYTEST_XDIST_WORKER"):
+        return "pytest-xdist is not loaded, or this is a worker already"
+    if getattr(option, "numprocesses", None) is not None or getattr(option, "dist", "no") != "no":
+        return "-n or --dist given"
+    if option.usepdb or getattr(option, "trace", False) or option.collectonly or option.capture == "no":
+        return "debugging, collecting or uncaptured output"
+    if config.getoption("--list-impls") or getattr(option, "benchmark_only", False):
+        return "listing implementations or benchmarking"
+    if any("benchmark" in str(arg) for arg in config.args):
+        return "benchmarks time in one process (pytest-benchmark disables itself under xdist)"
+    return None
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -196,6 +239,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         unknown = item_contracts(item) - set(known)
         if unknown:
             raise pytest.UsageError(f"{item.nodeid}: contract {sorted(unknown)} not in conformance/SPEC.md")
+    _write_test_index(config, items)
+    # a time limit per contract test unless the user set one (pytest-timeout's --timeout, or its ini option)
+    if config.pluginmanager.hasplugin("timeout") and not (config.getoption("timeout", None) or config.getini("timeout")):
+        limit = DEFAULT_TIMEOUT_S[config.attnconf_device.type]
+        for item in items:
+            if item_impl(item) is not None and item_contracts(item):
+                item.add_marker(pytest.mark.timeout(limit))
     # expected failures, per implementation; warn about entries that match nothing (stale lists)
     used: dict[str, set[str]] = {}
     entries_by_impl = {i.name: expected_failures.for_implementation(i) for i in config.attnconf_impls}
@@ -241,8 +291,49 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+    if report.when == "call" or (report.when == "setup" and report.outcome != "passed") or _crashed(report):
         _record(report)
+
+
+def _crashed(report: pytest.TestReport) -> bool:
+    return dict(report.user_properties).get(f"{RESULTS_KEY}.failure") == "CRASH"
+
+
+# ---- pytest-xdist: the run survives a crashing implementation --------------------------------------------------
+# A worker that dies (abort, segfault) takes its test's report with it; xdist reports the lost test and replaces the
+# worker. The controller collects nothing itself, so each worker writes which implementation and contracts each of
+# its tests has into a folder the controller named, and the crash report gets them from there.
+
+_INDEX_KEY = "attnconf_test_index"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:  # xdist controller, once per worker
+    folder = getattr(node.config, "attnconf_index_dir", None)
+    if folder is None:
+        folder = node.config.attnconf_index_dir = tempfile.mkdtemp(prefix="attnconf-index-")
+    node.workerinput[_INDEX_KEY] = folder
+
+
+def _write_test_index(config: pytest.Config, items: list[pytest.Item]) -> None:
+    folder = getattr(config, "workerinput", {}).get(_INDEX_KEY)
+    if not folder:
+        return
+    index = {item.nodeid: [item_impl(item).name, sorted(item_contracts(item))] for item in items
+             if item_impl(item) is not None and item_contracts(item)}
+    Path(folder, f"{config.workerinput['workerid']}.json").write_text(json.dumps(index))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_handlecrashitem(crashitem: str, report: pytest.TestReport, sched) -> None:
+    folder = getattr(report.node.config if hasattr(report, "node") else None, "attnconf_index_dir", None)
+    for path in sorted(Path(folder).glob("*.json")) if folder else []:
+        entry = json.loads(path.read_text()).get(crashitem)
+        if entry:
+            impl_name, cids = entry
+            report.user_properties += [(f"{RESULTS_KEY}.impl", impl_name), (f"{RESULTS_KEY}.contracts", cids),
+                                       (f"{RESULTS_KEY}.failure", "CRASH")]
+            return
 
 
 
@@ -261,6 +352,8 @@ def _record(report: pytest.TestReport) -> None:
     record = {"impl": impl_name, "nodeid": report.nodeid, "outcome": outcome, "reason": reason, "ratios": ratios}
     if outcome == "failed":
         record["failure"] = props.get(f"{RESULTS_KEY}.failure") or failures.classify(None, reason)
+        if record["failure"] == "CRASH":  # one wording, whichever worker died
+            record["reason"] = "the test process died (abort, segfault, or a killed process); the run went on"
         if props.get(f"{RESULTS_KEY}.error_type"):
             record["error_type"] = props[f"{RESULTS_KEY}.error_type"]
     for cid in cids:
@@ -276,7 +369,9 @@ def _skip_reason(report: pytest.TestReport) -> str:
 
 def _failure_line(report: pytest.TestReport) -> str:
     crash = getattr(report.longrepr, "reprcrash", None)
-    return crash.message.splitlines()[0][:300] if crash else ""
+    if crash is None:  # a lost worker's report carries its message as text
+        return str(report.longrepr or "").splitlines()[0][:300] if report.longrepr else ""
+    return crash.message.splitlines()[0][:300]
 
 
 @pytest.hookimpl(tryfirst=True)
