@@ -81,7 +81,7 @@ def _no_isolation(config: pytest.Config) -> str | None:
     option = config.option
     if config.getoption("--attnconf-isolation") == "off":
         return "--attnconf-isolation off"
-    if not config.pluginmanager.hasplugin("xdist") or os.environ.get("PYTEST_XDIST_WORKER"):
+    if not config.pluginmanager.hasplugin("xdist") or hasattr(config, "workerinput"):
         return "pytest-xdist is not loaded, or this is a worker already"
     if getattr(option, "numprocesses", None) is not None or getattr(option, "dist", "no") != "no":
         return "-n or --dist given"
@@ -100,10 +100,13 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.attnconf_device.type == "cpu":
         # Triton kernels run on the CPU only through its interpreter, which must be chosen before they are defined
         os.environ.setdefault("TRITON_INTERPRET", "1")
-    registry.load_builtin()
-    for spec in config.getoption("--impl-module"):
-        registry.load_object(spec)
-    registry.load_entry_points()
+    try:
+        registry.load_builtin()
+        for spec in config.getoption("--impl-module"):
+            registry.load_object(spec)
+        registry.load_entry_points()
+    except ValueError as exc:  # a bad --impl-module, a name clash: one line, exit status 4, no traceback
+        raise pytest.UsageError(str(exc)) from None
     patterns = [p.strip() for opt in config.getoption("--impl") for p in opt.split(",")]
     try:
         config.attnconf_impls = registry.select(patterns)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 import importlib
 import importlib.metadata
+import inspect
 import pkgutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,17 +84,38 @@ def _in_use(**options):
 _REGISTRY: dict[str, Implementation] = {}
 
 
-def register(impl: Implementation) -> Implementation:
+_ORIGINS: dict[str, str] = {}  # name -> where it was registered from (a module, an entry point)
+
+
+def register(impl: Implementation, origin: str | None = None) -> Implementation:
     """Add an implementation; registering the same object twice is harmless, a second one under a taken name is not."""
     existing = _REGISTRY.get(impl.name)
+    origin = origin or _caller_module()
     if existing is not None and existing is not impl:
-        raise ValueError(f"an implementation named {impl.name!r} is already registered ({existing.description})")
+        raise ValueError(
+            f"an implementation named {impl.name!r} is already registered by {_ORIGINS.get(impl.name, '?')} "
+            f"({existing.description}); {origin} registers another one under that name"
+        )
     _REGISTRY[impl.name] = impl
+    _ORIGINS.setdefault(impl.name, origin)
     return impl
+
+
+def _caller_module() -> str:
+    for frame in inspect.stack()[2:]:
+        module = frame.frame.f_globals.get("__name__", "")
+        if not module.startswith("attnconf.registry"):
+            return f"module {module}"
+    return "?"
+
+
+def origin_of(name: str) -> str | None:
+    return _ORIGINS.get(name)
 
 
 def unregister(name: str) -> None:
     _REGISTRY.pop(name, None)
+    _ORIGINS.pop(name, None)
 
 
 def implementation(
@@ -148,8 +170,11 @@ def load_object(spec: str) -> list[Implementation]:
     module_name, _, attr = spec.partition(":")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(f"--impl-module {spec!r}: cannot import {module_name!r}: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 (an import error, or any error the module raises when imported)
+        raise ValueError(
+            f"--impl-module {spec!r}: cannot import {module_name!r} ({type(exc).__name__}: {exc}); the module must "
+            "be importable from where pytest runs (installed, or on PYTHONPATH)"
+        ) from None
     if not attr:
         return []
     try:
@@ -161,22 +186,60 @@ def load_object(spec: str) -> list[Implementation]:
 
 def _register_object(obj, origin: str) -> list[Implementation]:
     if callable(obj) and not isinstance(obj, Implementation):
-        obj = obj()  # a factory returning implementations
+        if _required_parameters(obj):
+            raise ValueError(
+                f"{origin}: {getattr(obj, '__name__', obj)!r} takes arguments, so it is not a factory; expected an "
+                "Implementation (e.g. the function decorated with attnconf.implementation), a list of them, or a "
+                "function of no arguments returning them"
+            )
+        try:
+            obj = obj()  # a factory returning implementations
+        except Exception as exc:  # noqa: BLE001
+            raise ValueError(f"{origin}: the factory raised {type(exc).__name__}: {exc}") from None
     items: Iterable = [obj] if isinstance(obj, Implementation) else obj
     out = []
     for item in items:
         if not isinstance(item, Implementation):
             raise ValueError(f"{origin}: expected Implementation objects, got {type(item).__name__}")
-        out.append(register(item))
+        out.append(register(item, origin))
     return out
+
+
+def _required_parameters(fn) -> list[str]:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    return [p.name for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
 
 
 def load_entry_points() -> list[Implementation]:
-    """Register what installed packages advertise in the ``attnconf.implementations`` entry-point group."""
+    """Register what installed packages advertise in the ``attnconf.implementations`` entry-point group.
+
+    An entry point that fails to load (an import error, a factory that raises) does not break the run: it is
+    registered as an unavailable implementation under its entry-point name, whose skip reason is the cause.
+    """
     out = []
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        out.extend(_register_object(ep.load(), f"entry point {ep.name} ({ep.value})"))
+        origin = f"entry point {ep.name} ({ep.value})"
+        try:
+            out.extend(_register_object(ep.load(), origin))
+        except Exception as exc:  # noqa: BLE001 (any failure of a third party's code)
+            if ep.name in _REGISTRY:
+                raise ValueError(f"{origin} failed ({type(exc).__name__}: {exc}), and its name is taken by "
+                                 f"{_ORIGINS.get(ep.name)}") from None
+            out.append(register(_broken(ep.name, origin, exc), origin))
     return out
+
+
+def _broken(name: str, origin: str, exc: Exception) -> Implementation:
+    reason = f"{origin} failed to load: {type(exc).__name__}: {exc}"
+
+    def unusable(*args, **kwargs):
+        raise RuntimeError(reason)
+
+    return Implementation(name=name, forward=unusable, capabilities=Capabilities(devices={"cpu", "cuda"}),
+                          available=lambda: reason, description=reason)
 
 
 def select(patterns: Iterable[str] | None) -> list[Implementation]:

@@ -22,6 +22,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import mistune
+
 from . import conformance_report
 from .benchmarking import is_host_bound
 
@@ -470,60 +472,24 @@ def build_markdown(reports: Path, *, baseline: str | None = None, history: str |
 
 # ---- Markdown to self-contained HTML ----------------------------------------------------------------------------
 
-_IMAGE = re.compile(r"^!\[([^\]]*)\]\(([^)]+)\)$")
-
-
-def _inline(text: str) -> str:
-    out = html.escape(text, quote=False)
-    out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
-    return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", out)
-
-
-def _table_html(lines: list[str]) -> str:
-    def cells(line: str) -> list[str]:
-        parts = re.split(r"(?<!\\)\|", line.strip().strip("|"))
-        return [p.strip().replace("\\|", "|") for p in parts]
-
-    head = "".join(f"<th>{_inline(c)}</th>" for c in cells(lines[0]))
-    body = "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in cells(line)) + "</tr>" for line in lines[2:])
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+_IMG_SRC = re.compile(r'<img src="([^"]+)"')
+_MARKDOWN = mistune.create_markdown(escape=True, plugins=["table"])  # escape: reasons may hold "<...>"
 
 
 def markdown_to_html(text: str, base: Path) -> str:
-    """The subset of Markdown this report writes (headings, paragraphs, lists, tables, images) as one HTML page;
-    images are read from ``base`` and embedded as base64 PNG."""
-    parts, block = [], []
+    """The report's Markdown as one self-contained HTML page: images are read from ``base`` and embedded as
+    base64 PNG, so the page opens from disk with no other file."""
 
-    def flush() -> None:
-        if not block:
-            return
-        if all(line.startswith("|") for line in block):
-            parts.append(_table_html(block))
-        elif all(line.startswith("- ") for line in block):
-            parts.append("<ul>" + "".join(f"<li>{_inline(line[2:])}</li>" for line in block) + "</ul>")
-        else:
-            parts.append(f"<p>{_inline(' '.join(block))}</p>")
-        block.clear()
+    def embed(match: re.Match) -> str:
+        data = base64.b64encode((base / html.unescape(match.group(1))).read_bytes()).decode()
+        return f'<img src="data:image/png;base64,{data}"'
 
-    for line in text.splitlines():
-        heading = re.match(r"^(#{1,6})\s+(.*)$", line)
-        image = _IMAGE.match(line.strip())
-        if heading or image or not line.strip():
-            flush()
-        if heading:
-            level = len(heading.group(1))
-            parts.append(f"<h{level}>{_inline(heading.group(2))}</h{level}>")
-        elif image:
-            data = base64.b64encode((base / image.group(2)).read_bytes()).decode()
-            parts.append(f'<p><img alt="{html.escape(image.group(1))}" src="data:image/png;base64,{data}"></p>')
-        elif line.strip():
-            block.append(line)
-    flush()
+    body = _IMG_SRC.sub(embed, _MARKDOWN(text))
     style = ("body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1400px;padding:0 1em}"
              "table{border-collapse:collapse;font-size:12px;margin:1em 0}td,th{border:1px solid #ccc;"
              "padding:3px 6px;text-align:left}th{background:#f3f3f3}img{max-width:100%}code{background:#f3f3f3}")
     return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>attnconf report</title>"
-            f"<style>{style}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
+            f"<style>{style}</style></head><body>\n" + body + "\n</body></html>\n")
 
 
 def write(reports: Path, **options) -> tuple[Path, Path]:

@@ -293,9 +293,12 @@ def test_slowed_implementation_does_extra_work_and_keeps_name_and_results():
 
 
 def _pytest(*args, env=None):
+    # a fresh benchmark run, not a pytest-xdist worker's child: pytest-benchmark disables itself on seeing a
+    # worker's PYTEST_XDIST_WORKER in its environment
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}
     return subprocess.run([sys.executable, "-m", "pytest", "benchmarks", "-q", "-p", "no:cacheprovider",
                            "--impl", "eager", *args], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **(env or {})})
+                          env={**clean, **(env or {})})
 
 
 def test_saved_run_carries_machine_info_extra_info_and_plain_params(tmp_path):
