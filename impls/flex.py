@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import shutil
 import warnings
 from collections import OrderedDict
@@ -265,9 +266,30 @@ def _available(compiled: bool):
             return f"torch {torch.__version__} has no torch.nn.attention.flex_attention (needs torch >= 2.5)"
         if compiled and shutil.which("g++") is None and shutil.which("c++") is None:
             return "torch.compile needs a C++ compiler (g++) for its generated code: apt-get install g++"
+        if compiled and os.environ.get("ATEN_CPU_CAPABILITY"):
+            return _cpu_compile_probe(os.environ["ATEN_CPU_CAPABILITY"])
         return None
 
     return available
+
+
+@functools.cache
+def _cpu_compile_probe(capability: str) -> str | None:
+    """Whether inductor can build flex's CPU kernel when ATEN_CPU_CAPABILITY pins the SIMD level.
+
+    Under an emulated level (``default`` on an AVX2 machine, torch 2.13) inductor still emits the host's vector code
+    (``at::vec::transpose_block``, ``pack_vnni2``), which the pinned build does not provide: every call fails to
+    compile. That is torch's inconsistency, not a verdict on FlexAttention, so the implementation says it cannot run.
+    """
+    q = torch.randn(1, 16, 1, 64)
+    try:
+        flex_dense(q, q.clone(), q.clone(), compiled=True)
+    except Exception as exc:  # noqa: BLE001 (inductor raises several kinds)
+        lines = [line.split("error:", 1)[1].strip() for line in str(exc).splitlines() if "error:" in line]
+        lines = lines or str(exc).splitlines()[:1]
+        return (f"compiled FlexAttention cannot build its CPU kernel with ATEN_CPU_CAPABILITY={capability}: "
+                f"{type(exc).__name__}: {lines[0][:200]}")
+    return None
 
 
 _COMMON = dict(
