@@ -28,8 +28,7 @@ from .capabilities import BOTTOM_RIGHT, TOP_LEFT, Capabilities
 from .registry import Implementation
 from .varlen import cu_seqlens_from_lengths
 
-ROOT = Path(__file__).resolve().parent.parent
-STORAGE_ROOT = ROOT / "reports" / "benchmarks"
+STORAGE_FOLDER = Path("reports") / "benchmarks"  # under the folder pytest runs in (its rootdir)
 
 PASSES = ("fwd", "bwd", "fwd_bwd")
 LAYOUTS = ("dense", "varlen")
@@ -589,8 +588,9 @@ def storage_name(device: torch.device) -> str:
     return f"{slug}-torch{torch.__version__.split('+')[0]}"
 
 
-def storage_dir(device: torch.device) -> Path:
-    return STORAGE_ROOT / storage_name(device)
+def storage_dir(device: torch.device, root: Path) -> Path:
+    """The benchmark history of ``device`` under ``root`` (the pytest rootdir: the user's project, or the clone)."""
+    return Path(root) / STORAGE_FOLDER / storage_name(device)
 
 
 def suite_disabled_reason(*, xdist_active: bool, disabled: bool) -> str | None:

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import fnmatch
 
-from .registry import IMPLS_DIR, Implementation
+import importlib.resources
 
-FILES_DIR = IMPLS_DIR / "expected_failures"
+from .registry import Implementation
 
 
 def parse(text: str, origin: str = "<text>") -> dict[str, str]:
@@ -32,8 +32,8 @@ def parse(text: str, origin: str = "<text>") -> dict[str, str]:
 
 
 def for_implementation(impl: Implementation) -> dict[str, str]:
-    path = FILES_DIR / f"{impl.name}.txt"
-    entries = parse(path.read_text(), str(path)) if path.exists() else {}
+    path = importlib.resources.files("impls") / "expected_failures" / f"{impl.name}.txt"  # package data
+    entries = parse(path.read_text(), str(path)) if path.is_file() else {}
     entries.update(impl.expected_failures)
     return entries
 

@@ -1,6 +1,9 @@
 """pytest wiring: options, the ``impl`` and ``device`` fixtures, contract markers, expected failures, the matrix.
 
-Loaded by the root ``conftest.py``. Any test that takes an ``impl`` argument runs once per selected
+Registered as a pytest plugin (entry point ``pytest11``), so ``pip install attnconf`` is all the set-up: from any
+folder, ``python -m pytest --pyargs conformance --impl-module my_pkg.mod:obj`` runs the suite on one's own kernel.
+The hypothesis profiles live here too: ``ci`` (the default; few examples, derandomized, so every run draws the same
+cases) and ``thorough`` (many examples, random), chosen with ``--hypothesis-profile``. Any test that takes an ``impl`` argument runs once per selected
 implementation; a test marked ``@pytest.mark.contract("ID")`` is counted under that contract in the matrix.
 """
 
@@ -9,6 +12,7 @@ from __future__ import annotations
 import datetime
 import fnmatch
 import hashlib
+import importlib.resources
 import json
 import os
 import re
@@ -17,16 +21,26 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
 
 from . import conformance_report, expected_failures, failures, registry
 from .spec import contracts
+
+_PROFILE_COMMON = dict(
+    deadline=None,  # kernels compile on first call; wall-clock deadlines would be noise
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+    print_blob=True,
+    database=None,  # a failure replayed from a local example database would make the verdict depend on the folder
+)
+settings.register_profile("ci", max_examples=12, derandomize=True, **_PROFILE_COMMON)
+settings.register_profile("thorough", max_examples=300, **_PROFILE_COMMON)
+settings.load_profile("ci")  # hypothesis's own plugin loads --hypothesis-profile after this, when it is given
 
 RESULTS_KEY = "attnconf"
 # Per contract test, unless --timeout says otherwise: well above the slowest correct run measured (about 25 s on two
 # CPU cores: a compiled FlexAttention property; on a GPU, flash-attn 4 JIT-compiles one kernel per shape), well below
 # what a hang would cost the run.
 DEFAULT_TIMEOUT_S = {"cpu": 180, "cuda": 600}
-ROOT = Path(__file__).resolve().parent.parent
 _records_sink: list[dict] = []  # one record per (test, contract), filled from test reports
 
 
@@ -51,7 +65,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--conformance-report",
         default=None,
         metavar="DIR",
-        help="where to write the conformance matrix (default: reports/conformance); 'none' to skip",
+        help="where to write the conformance matrix (default: reports/conformance under the rootdir); 'none' to skip",
     )
     group.addoption("--list-impls", action="store_true", help="list registered implementations and exit")
     group.addoption(
@@ -416,7 +430,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
     target = config.getoption("--conformance-report")
     if target == "none":
         return
-    directory = Path(target) if target else ROOT / "reports" / "conformance"
+    directory = Path(target) if target else Path(config.rootpath) / "reports" / "conformance"
     meta = run_metadata(config)
     stem = conformance_report.report_stem(meta)
     records, how = list(_records_sink), "written to"
@@ -440,7 +454,7 @@ def partial_run(config: pytest.Config, exitstatus) -> str | None:
         return "implementations chosen"
     if config.getoption("lf", False) or config.getoption("maxfail", 0) or exitstatus == pytest.ExitCode.INTERRUPTED:
         return "stopped early or rerunning failures"
-    suite = (ROOT / "conformance").resolve()
+    suite = Path(str(importlib.resources.files("conformance"))).resolve()
     for arg in config.args:
         path = Path(config.invocation_params.dir, arg.split("::")[0]).resolve()
         if "::" in arg or suite in path.parents:  # a test, or a file or folder inside conformance/

@@ -13,7 +13,6 @@ import importlib.metadata
 import inspect
 import pkgutil
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
 import torch
@@ -23,7 +22,7 @@ from .layouts import to_canonical
 from .varlen import varlen_through_dense
 
 ENTRY_POINT_GROUP = "attnconf.implementations"
-IMPLS_DIR = Path(__file__).resolve().parent.parent / "impls"
+
 
 Availability = Callable[[], "str | None"]
 
@@ -160,7 +159,7 @@ def registered() -> dict[str, Implementation]:
 
 def load_builtin() -> None:
     """Import every module in ``impls/``: each registers what it defines."""
-    for info in sorted(pkgutil.iter_modules([str(IMPLS_DIR)]), key=lambda m: m.name):
+    for info in sorted(pkgutil.iter_modules(importlib.import_module("impls").__path__), key=lambda m: m.name):
         if not info.name.startswith("_"):
             importlib.import_module(f"impls.{info.name}")
 

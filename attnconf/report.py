@@ -27,7 +27,7 @@ import mistune
 from . import conformance_report
 from .benchmarking import is_host_bound
 
-DEFAULT_REPORTS = Path(__file__).resolve().parent.parent / "reports"
+DEFAULT_REPORTS = Path("reports")  # relative to the folder the command runs in
 PASS_ORDER = {"fwd": 0, "bwd": 1, "fwd_bwd": 2}
 MIB = 1 << 20
 

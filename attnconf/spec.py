@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import functools
+import importlib.resources
 import re
-from pathlib import Path
 
-SPEC_PATH = Path(__file__).resolve().parent.parent / "conformance" / "SPEC.md"
+SPEC_PATH = importlib.resources.files("conformance") / "SPEC.md"  # package data of the conformance suite
 _HEADING = re.compile(r"^###\s+([A-Z]+-\d+)\s+[—-]+\s+(.+?)\s*$")
 
 

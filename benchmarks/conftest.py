@@ -81,7 +81,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # pytest-benchmark keys its default folder by OS and Python only; give each device and torch version its own
     # history, so that a CPU run is never compared with a GPU run. An explicit --benchmark-storage wins.
     if not _given(config, "--benchmark-storage"):
-        config.option.benchmark_storage = f"file://{benchmarking.storage_dir(device)}"
+        config.option.benchmark_storage = f"file://{benchmarking.storage_dir(device, config.rootpath)}"
     choice = config.getoption("--bench-set")
     config.attnconf_bench_set = ("gpu" if device.type == "cuda" else "cpu") if choice == "auto" else choice
     defaults = benchmarking.SET_DEFAULTS[config.attnconf_bench_set]

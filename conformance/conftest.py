@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from attnconf.checks import check_dense, check_varlen, skip_reason
 from attnconf.inputs import resolve_dtype

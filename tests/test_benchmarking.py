@@ -253,7 +253,7 @@ def test_suite_disabled_reasons_say_why():
 def test_storage_is_per_device_and_torch_version():
     name = benchmarking.storage_name(CPU)
     assert name == f"cpu-torch{torch.__version__.split('+')[0]}"
-    assert benchmarking.storage_dir(CPU) == ROOT / "reports" / "benchmarks" / name
+    assert benchmarking.storage_dir(CPU, ROOT) == ROOT / "reports" / "benchmarks" / name
     info = benchmarking.machine_info(CPU)
     assert info["torch"] == torch.__version__ and {"triton", "flash_attn", "cuda"} <= set(info)
 
