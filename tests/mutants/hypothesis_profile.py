@@ -14,7 +14,7 @@ PROFILE = "mutants"
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    # after the root conftest registered "ci", before hypothesis's own plugin loads the chosen profile
+    # after the attnconf plugin registered "ci", before hypothesis's own plugin loads the chosen profile
     settings.register_profile(
         PROFILE, parent=settings.get_profile("ci"), phases=[Phase.explicit, Phase.reuse, Phase.generate]
     )
