@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarise(good, bad)
     text = markdown(summary, meta, seeds=args.seeds, mutant_seeds=args.mutant_seeds, correct=correct,
                     seconds=time.monotonic() - start)
-    output = args.output or REPORT_DIR / f"cpu-torch{meta.get('torch')}.md"
+    output = args.output or REPORT_DIR / f"cpu-torch{str(meta.get('torch')).split('+')[0]}.md"
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text)
     (output.with_suffix(".json")).write_text(json.dumps(

@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                              + (f": {now[1][:300]}" if now[1] else ""))
     lines += ["", "## Tests whose outcome differs", ""] + (differing or ["None: every run gave every test the same outcome."])
     text = "\n".join(lines) + "\n"
-    output = args.output or REPORT_DIR / f"cpu-torch{meta.get('torch')}.md"
+    output = args.output or REPORT_DIR / f"cpu-torch{str(meta.get('torch')).split('+')[0]}.md"
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text)
     print(text)

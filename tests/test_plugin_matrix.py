@@ -10,7 +10,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from attnconf.pytest_plugin import ROOT, partial_run
+from attnconf.pytest_plugin import partial_run
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def fake_config(args=("conformance",), **options):

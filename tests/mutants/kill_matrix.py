@@ -51,6 +51,8 @@ def suite_command(report_dir: Path, impls: list[str], extra: list[str] | None = 
         "--impl", ",".join(impls), "--conformance-report", str(report_dir),
         # speed only, verdicts unchanged: no shrinking of failing examples, no tracebacks (records keep the message)
         "-p", "tests.mutants.hypothesis_profile", f"--hypothesis-profile={hypothesis_profile.PROFILE}", "--tb=no",
+        # the catalogue's implementations neither crash nor hang: no worker process needed
+        "--attnconf-isolation", "off",
         *(extra or []),
     ]
 
