@@ -593,6 +593,18 @@ def storage_dir(device: torch.device, root: Path) -> Path:
     return Path(root) / STORAGE_FOLDER / storage_name(device)
 
 
+def summary_lines(results: list[tuple[str, dict]]) -> list[str]:
+    """A plain-text table of benchmark results, (label, ``extra_info``) each: case, implementation, TFLOP/s, memory."""
+    rows = [(label.replace(f"{i['impl']}-", "", 1), i["impl"], f"{i['tflops']:.3g}",
+             f"{i['peak_memory_bytes'] / 2**20:.1f} MiB" if i.get("peak_memory_bytes") is not None else "–")
+            for label, i in results]
+    rows.sort(key=lambda r: (r[0], -float(r[2])))
+    header = ("case", "implementation", "TFLOP/s", "peak memory")
+    widths = [max(len(r[n]) for r in [header, *rows]) for n in range(4)]
+    fmt = lambda r: "  ".join(c.ljust(w) if n < 2 else c.rjust(w) for n, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+    return [fmt(header), *(fmt(r) for r in rows)]
+
+
 def suite_disabled_reason(*, xdist_active: bool, disabled: bool) -> str | None:
     """Why the benchmark suite must not run in this session, or None."""
     if xdist_active:

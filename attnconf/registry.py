@@ -17,7 +17,7 @@ from typing import Callable, Iterable, Mapping
 
 import torch
 
-from .capabilities import REQUIRED_HEAD_DIM, Capabilities
+from .capabilities import Capabilities
 from .layouts import to_canonical
 from .varlen import varlen_through_dense
 
@@ -47,9 +47,10 @@ class Implementation:
     description: str = ""
 
     def __post_init__(self) -> None:
-        head_dims = self.capabilities.head_dims
-        if head_dims is not None and REQUIRED_HEAD_DIM not in head_dims:
-            raise ValueError(f"implementation {self.name!r}: every implementation must support head_dim 64")
+        # head dim 64 is a contract (HEAD-1) an implementation fails in the matrix, not a condition to register
+        if isinstance(self.available, bool):  # available=True/False instead of a function
+            flag = self.available
+            self.available = lambda: None if flag else "available=False"
         if not self.name or any(c.isspace() for c in self.name):
             raise ValueError(f"implementation name {self.name!r} must be non-empty without spaces")
 
@@ -67,10 +68,17 @@ class Implementation:
         )
 
     def unavailable_reason(self) -> str | None:
+        """None when the implementation can run here, else why not. ``available()`` may return None or a reason,
+        or a bool (``torch.cuda.is_available`` works as it is: True means available)."""
         try:
-            return self.available()
+            result = self.available()
         except Exception as exc:  # an availability probe that crashes means "not available", with the cause
             return f"availability check failed: {type(exc).__name__}: {exc}"
+        if result is True or result is None:
+            return None
+        if result is False:
+            return f"its availability check {getattr(self.available, '__name__', 'available')}() returned False"
+        return str(result)
 
     def __repr__(self) -> str:
         return f"Implementation({self.name!r})"
@@ -123,24 +131,30 @@ def implementation(
     capabilities: Capabilities,
     layout: str = "bshd",
     varlen_forward: Callable[..., torch.Tensor] | None = None,
-    available: Availability | None = None,
+    available: "Availability | bool | None" = None,
     expected_failures: Mapping[str, str] | None = None,
     description: str = "",
-) -> Callable[[Callable[..., torch.Tensor]], Implementation]:
-    """Decorator: register the decorated function, written in ``layout``, as an implementation."""
+) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
+    """Decorator: register the decorated function, written in ``layout``, as an implementation.
 
-    def decorate(fn: Callable[..., torch.Tensor]) -> Implementation:
-        return register(
+    The function itself is returned unchanged (still callable on its own layout's tensors); the registered
+    ``Implementation`` is its attribute ``attnconf_implementation``, and ``--impl-module pkg.mod:fn`` accepts it.
+    """
+
+    def decorate(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        impl = register(
             Implementation(
                 name=name,
                 forward=to_canonical(fn, layout),
                 capabilities=capabilities,
                 varlen_forward=varlen_forward,
-                available=available or (lambda: None),
+                available=(lambda: None) if available is None else available,
                 expected_failures=dict(expected_failures or {}),
                 description=description or _first_line(fn.__doc__),
             )
         )
+        fn.attnconf_implementation = impl
+        return fn
 
     return decorate
 
@@ -184,6 +198,7 @@ def load_object(spec: str) -> list[Implementation]:
 
 
 def _register_object(obj, origin: str) -> list[Implementation]:
+    obj = getattr(obj, "attnconf_implementation", obj)  # a function decorated with @implementation
     if callable(obj) and not isinstance(obj, Implementation):
         if _required_parameters(obj):
             raise ValueError(
@@ -198,6 +213,7 @@ def _register_object(obj, origin: str) -> list[Implementation]:
     items: Iterable = [obj] if isinstance(obj, Implementation) else obj
     out = []
     for item in items:
+        item = getattr(item, "attnconf_implementation", item)
         if not isinstance(item, Implementation):
             raise ValueError(f"{origin}: expected Implementation objects, got {type(item).__name__}")
         out.append(register(item, origin))

@@ -168,6 +168,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
     if config.attnconf_bench_disabled:
         terminalreporter.write_line(f"attnconf {config.attnconf_bench_disabled}", yellow=True)
+        return
+    session = getattr(config, "_benchmarksession", None)
+    rows = [(b.param or b.name, b.extra_info) for b in getattr(session, "benchmarks", [])
+            if b.extra_info.get("tflops") is not None]
+    if rows:  # pytest-benchmark's tables show times only: the rates and memory that the JSON keeps, per case
+        terminalreporter.write_sep("-", "attnconf: TFLOP/s (median round) and peak memory per case")
+        for line in benchmarking.summary_lines(rows):
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from attnconf.checks import run_dense
-from attnconf.failures import WrongDevice, WrongDtype, WrongShape
+from attnconf.capabilities import REQUIRED_HEAD_DIM
+from attnconf.failures import ConformanceFailure, WrongDevice, WrongDtype, WrongShape
 from attnconf.inputs import DenseCase, make_dense_inputs
 from conformance.strategies import dense_cases
 
@@ -53,8 +54,11 @@ def test_different_query_and_key_lengths(dense, seqlen_q, seqlen_k):
 @pytest.mark.contract("HEAD-1")
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_head_dim_64(impl, device, dense, dtype):
-    backward = impl.capabilities.on(device).backward
-    dense(DenseCase(head_dim=64, dtype=dtype, backward=backward))
+    caps = impl.capabilities.on(device)
+    if caps.head_dims is not None and REQUIRED_HEAD_DIM not in caps.head_dims and dtype in caps.dtypes:
+        raise ConformanceFailure(f"{impl.name} does not declare head_dim {REQUIRED_HEAD_DIM} (declares "
+                                 f"{sorted(caps.head_dims)}): every implementation must support it")
+    dense(DenseCase(head_dim=REQUIRED_HEAD_DIM, dtype=dtype, backward=caps.backward))
 
 
 @pytest.mark.contract("HEAD-2")

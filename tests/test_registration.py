@@ -73,16 +73,49 @@ def _forward(q, k, v, **options):
     return q
 
 
-def test_names_are_unique_and_head_dim_64_is_required():
-    first = registry.register(Implementation("unique-test", _forward, Capabilities()))
+def test_names_are_unique_and_a_clash_names_both_origins():
+    first = registry.register(Implementation("unique-test", _forward, Capabilities()), origin="module one")
     try:
         registry.register(first)  # the same object again is harmless
-        with pytest.raises(ValueError, match="already registered"):
-            registry.register(Implementation("unique-test", _forward, Capabilities()))
+        with pytest.raises(ValueError, match="already registered by module one.*module two registers another"):
+            registry.register(Implementation("unique-test", _forward, Capabilities()), origin="module two")
     finally:
         registry.unregister("unique-test")
-    with pytest.raises(ValueError, match="head_dim 64"):
-        Implementation("no-64", _forward, Capabilities(head_dims={128}))
+
+
+def test_without_head_dim_64_an_implementation_registers_and_fails_head_1(tmp_path):
+    # a contract to fail in the matrix, not a condition to register
+    impl = Implementation("no-64", _forward, Capabilities(head_dims={128}))
+    assert impl.capabilities.head_dims == {128}
+
+
+def test_the_decorator_returns_the_users_function_unchanged():
+    from attnconf import implementation
+
+    @implementation("decorated-test", layout="bhsd", capabilities=Capabilities())
+    def mine(q, k, v):
+        return q * 2
+
+    try:
+        x = torch.ones(1, 2, 3, 64)
+        assert torch.equal(mine(x, x, x), x * 2)  # the user's own [B, H, S, D] function, as written
+        assert registry.registered()["decorated-test"] is mine.attnconf_implementation
+        assert registry._register_object(mine, "test") == [mine.attnconf_implementation]  # --impl-module pkg:mine
+    finally:
+        registry.unregister("decorated-test")
+
+
+@pytest.mark.parametrize("available,reason", [(True, None), (False, "available=False"), (lambda: True, None),
+                                              (lambda: False, "returned False"), (lambda: "no GPU", "no GPU")])
+def test_available_takes_a_bool_a_function_of_one_or_a_reason(available, reason):
+    impl = Implementation("avail-test", _forward, Capabilities(), available=available)
+    got = impl.unavailable_reason()
+    assert got is None if reason is None else reason in got
+
+
+def test_a_plain_function_given_as_a_factory_says_what_was_expected():
+    with pytest.raises(ValueError, match="takes arguments, so it is not a factory"):
+        registry._register_object(_forward, "--impl-module m:_forward")
 
 
 def test_options_not_in_use_are_not_passed():

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SELECT = ["-k", "test_output_dtype_device_shape or test_custom_scale"]
+SELECT = ["-k", "test_output_dtype_device_shape or test_custom_scale or test_head_dim_64"]
 
 
 def _entry_point_that_fails_to_import(folder: Path) -> None:
@@ -52,8 +52,10 @@ def test_one_default_run_survives_every_kind_of_broken_implementation(tmp_path):
             failures.setdefault(rec["impl"], set()).add(rec["failure"])
     assert failures == {
         "broken-abort": {"CRASH"}, "broken-segfault": {"CRASH"}, "broken-hang": {"TIMEOUT"},
-        "broken-raise": {"ERROR"}, "broken-shape": {"SHAPE"}, "broken-lse": {"SHAPE"},
+        "broken-raise": {"ERROR"}, "broken-shape": {"SHAPE"}, "broken-lse": {"SHAPE"}, "broken-no-64": {"FAIL"},
     }
+    no_64 = {r["contract"] for r in data["records"] if r["impl"] == "broken-no-64" and r["outcome"] == "failed"}
+    assert no_64 == {"HEAD-1"}
     skipped = {r["reason"] for r in data["records"] if r["impl"] == "broken-import"}
     assert len(skipped) == 1 and "brokenpkg_missing" in skipped.pop()
     lse = next(r for r in data["records"] if r["impl"] == "broken-lse" and r["outcome"] == "failed")

@@ -56,4 +56,8 @@ BROKEN = [
     Implementation(name, _on_float32(fn), CAPS, description=f"broken: {name}")
     for name, fn in (("broken-abort", _abort), ("broken-segfault", _segfault), ("broken-hang", _hang),
                      ("broken-raise", _raise), ("broken-shape", _shape), ("broken-lse", _with_lse))
+] + [
+    # correct, but without head dim 64: it registers, and HEAD-1 fails it
+    Implementation("broken-no-64", _correct, Capabilities(devices={"cpu"}, head_dims={128}),
+                   description="broken: no head dim 64"),
 ]
