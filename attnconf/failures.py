@@ -48,9 +48,18 @@ KINDS = ("NUMERICS", "NONFINITE", "SHAPE", "DTYPE", "DEVICE", "EXACT", "TIMEOUT"
 
 
 def classify(exc: BaseException | None, message: str = "") -> str:
-    """The class of a failure, from the exception (or, where none survived, the report's message)."""
+    """The class of a failure, from the exception (or, where none survived, the report's message).
+
+    Exceptions that wrap others (hypothesis's FlakyFailure around a timeout inside a property, an exception
+    group) are classified by what they wrap.
+    """
     if isinstance(exc, ConformanceFailure):
         return exc.kind
+    inner = [*getattr(exc, "exceptions", ()), getattr(exc, "__cause__", None), getattr(exc, "__context__", None)]
+    for wrapped in (e for e in inner if e is not None and e is not exc):
+        kind = classify(wrapped)
+        if kind != "FAIL":
+            return kind
     text = message or (str(exc) if exc is not None else "")
     if text.lstrip().startswith("Timeout") or "Timeout (>" in text:
         return "TIMEOUT"
