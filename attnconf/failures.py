@@ -44,9 +44,6 @@ class NotExact(ConformanceFailure):
     kind = "EXACT"
 
 
-KINDS = ("NUMERICS", "NONFINITE", "SHAPE", "DTYPE", "DEVICE", "EXACT", "TIMEOUT", "CRASH", "ERROR", "FAIL")
-
-
 def classify(exc: BaseException | None, message: str = "") -> str:
     """The class of a failure, from the exception (or, where none survived, the report's message).
 

@@ -38,8 +38,8 @@ def to_canonical(fn: Callable[..., torch.Tensor], layout: str) -> Callable[..., 
 
         @functools.wraps(fn)
         def from_bhsd(q, k, v, **options):
-            out = fn(_swap_seq_heads(q), _swap_seq_heads(k), _swap_seq_heads(v), **options)
-            return _swap_seq_heads(out)
+            out = fn(swap_seq_heads(q), swap_seq_heads(k), swap_seq_heads(v), **options)
+            return swap_seq_heads(out)
 
         return from_bhsd
     if layout == "bsd":
@@ -60,7 +60,7 @@ def to_canonical(fn: Callable[..., torch.Tensor], layout: str) -> Callable[..., 
     raise ValueError(f"unknown layout {layout!r}; choose one of {LAYOUTS}")
 
 
-def _swap_seq_heads(t):
+def swap_seq_heads(t):
     """[B, S, H, D] <-> [B, H, S, D]: the sequence and head axes (the two before the last) swap, whatever the rank."""
     return t.transpose(-3, -2) if isinstance(t, torch.Tensor) and t.dim() >= 3 else t
 

@@ -195,16 +195,23 @@ def case_key(item: pytest.Item) -> str:
 
 
 def _param_text(value) -> str:
-    if isinstance(value, (str, int, float, bool, type(None), torch.dtype)):
-        return repr(value) if not isinstance(value, torch.dtype) else str(value)
+    if isinstance(value, torch.dtype):
+        return str(value)
+    if isinstance(value, (str, int, float, bool, type(None))):
+        return repr(value)
     return getattr(value, "__name__", None) or type(value).__name__  # a function parameter: its name
 
 
-def seeded_generator(base: int, key: str) -> torch.Generator:
-    """A CPU generator seeded from the run's --attnconf-seed and a key (a case key, or a hypothesis draw)."""
+def derived_seed(base: int, key: str) -> int:
+    """A 63-bit seed from the run's --attnconf-seed and a key (a case key, or a hypothesis draw)."""
     digest = hashlib.sha256(f"{base}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def seeded_generator(base: int, key: str) -> torch.Generator:
+    """A CPU generator seeded with ``derived_seed(base, key)``."""
     gen = torch.Generator(device="cpu")
-    gen.manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
+    gen.manual_seed(derived_seed(base, key))
     return gen
 
 
@@ -250,9 +257,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if base_seed and is_hypothesis_test(item):
             # --attnconf-seed moves the drawn shapes too (hypothesis.seed on the test; it wins over derandomize)
-            digest = hashlib.sha256(f"{base_seed}:{case_key(item)}".encode()).digest()
-            item.obj._hypothesis_internal_use_seed = int.from_bytes(digest[:8], "little")
-    for item in items:
+            item.obj._hypothesis_internal_use_seed = derived_seed(base_seed, case_key(item))
         unknown = item_contracts(item) - set(known)
         if unknown:
             raise pytest.UsageError(f"{item.nodeid}: contract {sorted(unknown)} not in conformance/SPEC.md")
@@ -301,9 +306,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = yield
     if report.failed and call.excinfo is not None and item_contracts(item):
         exc = call.excinfo.value
-        report.user_properties.append((f"{RESULTS_KEY}.failure", failures.classify(exc, str(exc))))
-        if failures.error_type(exc):
-            report.user_properties.append((f"{RESULTS_KEY}.error_type", failures.error_type(exc)))
+        report.user_properties.append((f"{RESULTS_KEY}.failure", failures.classify(exc)))
+        error_type = failures.error_type(exc)
+        if error_type:
+            report.user_properties.append((f"{RESULTS_KEY}.error_type", error_type))
     return report
 
 

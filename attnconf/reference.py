@@ -7,7 +7,7 @@ the test dtype it is the same-dtype reference whose error sets the tolerance (se
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 import torch
 
@@ -227,22 +227,22 @@ def _rounding_terms_visible(q, k, v, dout, visible, scale) -> dict[str, Rounding
     if seqlen_k == 0 or seqlen_q == 0:
         return {name: RoundingTerms(0.0, 0.0, 0.0, lengths[name]) for name in names}
     dout = None if dout is None else dout.detach().double()
-    out = _fused_visible(q, k, v, None, visible, scale)["out"]
     kr, vr = k.repeat_interleave(group, dim=2), v.repeat_interleave(group, dim=2)
     scores = torch.einsum("bqhd,bkhd->bhqk", q * scale, kr).masked_fill(~visible, float("-inf"))
     lse = torch.logsumexp(scores, dim=-1, keepdim=True)
     probs = torch.exp(scores - torch.where(torch.isinf(lse), torch.zeros_like(lse), lse)).nan_to_num(0.0)
+    out = torch.einsum("bhqk,bkhd->bqhd", probs, vr)  # rows with no visible key have all-zero probs: out 0
     score_size = abs(scale) * torch.einsum("bqhd,bkhd->bhqk", q.abs(), kr.abs())
     fold = lambda t: t.reshape(batch, seqlen_k, heads_kv, group, head_dim).sum(dim=3)  # noqa: E731
 
     def magnitudes(weights, dscores) -> dict[str, float]:
         # out_i = sum_j p_ij v_j; its terms |p_ij| (|v_j| + |out_i|) (a moved weight moves the row's mean too)
-        found = {"out": _largest(torch.einsum("bhqk,bkhd->bqhd", weights, vr.abs())
+        found = {"out": max_abs(torch.einsum("bhqk,bkhd->bqhd", weights, vr.abs())
                                  + weights.sum(-1).transpose(1, 2)[..., None] * out.abs())}
         if dout is not None:
-            found["dq"] = _largest(torch.einsum("bhqk,bkhd->bqhd", dscores, kr.abs())) * abs(scale)
-            found["dk"] = _largest(fold(torch.einsum("bhqk,bqhd->bkhd", dscores, q.abs()))) * abs(scale)
-            found["dv"] = _largest(fold(torch.einsum("bhqk,bqhd->bkhd", weights, dout.abs())))
+            found["dq"] = max_abs(torch.einsum("bhqk,bkhd->bqhd", dscores, kr.abs())) * abs(scale)
+            found["dk"] = max_abs(fold(torch.einsum("bhqk,bqhd->bkhd", dscores, q.abs()))) * abs(scale)
+            found["dv"] = max_abs(fold(torch.einsum("bhqk,bqhd->bkhd", weights, dout.abs())))
         return found
 
     stored_ds = plain_ds = scored_ds = None
@@ -267,14 +267,14 @@ def rounding_terms_varlen(q, k, v, dout, cu_seqlens_q, cu_seqlens_k, *, causal=N
         part = rounding_terms(q[sq][None], k[sk][None], v[sk][None], None if dout is None else dout[sq][None],
                               causal=causal, scale=scale)
         for name, terms in part.items():
-            old = result.get(name, RoundingTerms(0.0, 0.0, 0.0, 0))
-            result[name] = RoundingTerms(*(max(a, b) for a, b in zip(
-                (old.stored, old.plain, old.scores, old.length), (terms.stored, terms.plain, terms.scores, terms.length))))
+            old = result.get(name, terms)
+            result[name] = RoundingTerms(*map(max, astuple(old), astuple(terms)))
     if not result:  # no sequence at all
         names = ("out",) if dout is None else ("out", "dq", "dk", "dv")
         result = {name: RoundingTerms(0.0, 0.0, 0.0, 0) for name in names}
     return result
 
 
-def _largest(t: torch.Tensor) -> float:
+def max_abs(t: torch.Tensor) -> float:
+    """max |t|, 0 for an empty tensor."""
     return t.abs().max().item() if t.numel() else 0.0

@@ -109,15 +109,11 @@ def register(impl: Implementation, origin: str | None = None) -> Implementation:
 
 
 def _caller_module() -> str:
-    for frame in inspect.stack()[2:]:
-        module = frame.frame.f_globals.get("__name__", "")
-        if not module.startswith("attnconf.registry"):
-            return f"module {module}"
-    return "?"
-
-
-def origin_of(name: str) -> str | None:
-    return _ORIGINS.get(name)
+    """The first module outside this one on the call stack (frames only: no source lines read at start-up)."""
+    frame = inspect.currentframe()
+    while frame is not None and frame.f_globals.get("__name__") == __name__:
+        frame = frame.f_back
+    return f"module {frame.f_globals.get('__name__', '?')}" if frame is not None else "?"
 
 
 def unregister(name: str) -> None:

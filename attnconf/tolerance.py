@@ -32,7 +32,7 @@ from typing import Sequence
 import torch
 
 from .failures import NonFiniteResult, WrongShape
-from .reference import RoundingTerms
+from .reference import RoundingTerms, max_abs
 
 # Multipliers on the same-dtype reference error, per tensor (flash-attention uses 2 for out, 2-3 for grads).
 FACTORS = {"out": 2.0, "dq": 3.0, "dk": 3.0, "dv": 3.0}
@@ -96,13 +96,9 @@ def compare(
     if not torch.isfinite(actual).all():
         bad = (~torch.isfinite(actual)).sum().item()
         raise NonFiniteResult(f"{tensor}: {bad} non-finite value(s) (NaN or inf) in the result")
-    err = _max_abs(actual.detach().double() - golden.to(actual.device))
-    ref_err = max(_max_abs(ref.detach().double().to(golden.device) - golden) for ref in references)
+    err = max_abs(actual.detach().double() - golden.to(actual.device))
+    ref_err = max(max_abs(ref.detach().double().to(golden.device) - golden) for ref in references)
     eps, accumulation = _eps(references[0].dtype), ACCUMULATION_EPS * math.sqrt(max(terms.length, 1))
     floor = eps * terms.stored + accumulation * (terms.plain + terms.scores)
-    cap = max(CAP * _max_abs(golden), eps * terms.stored + accumulation * terms.plain)
+    cap = max(CAP * max_abs(golden), eps * terms.stored + accumulation * terms.plain)
     return Comparison(tensor, err, ref_err, floor, FACTORS[tensor], cap)
-
-
-def _max_abs(t: torch.Tensor) -> float:
-    return t.abs().max().item() if t.numel() else 0.0

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from attnconf import BOTTOM_RIGHT, TOP_LEFT, Capabilities, Implementation, register
-from attnconf.layouts import to_canonical
+from attnconf.layouts import swap_seq_heads, to_canonical
 from attnconf.reference import causal_visibility
 from attnconf.validation import check_dense_inputs
 
@@ -26,8 +26,7 @@ def sdpa_attention(q, k, v, *, backend: SDPBackend, key_padding_mask=None, causa
     """SDPA on [B, H, S, D] inputs with one pinned backend; ``head_dims``: the ones this variant declares."""
     # SDPA would read a float mask as additive and broadcast a mask of the wrong shape: check what this wrapper
     # builds on, in SDPA's layout (k, v [B, Hkv, Sk, D])
-    check_dense_inputs(*(t.transpose(-3, -2) if t.dim() >= 3 else t for t in (q, k, v)), key_padding_mask,
-                       head_dims=head_dims)
+    check_dense_inputs(*(swap_seq_heads(t) for t in (q, k, v)), key_padding_mask, head_dims=head_dims)
     seqlen_q, seqlen_k = q.shape[-2], k.shape[-2]
     attn_mask, is_causal = None, False
     if causal is not None and key_padding_mask is None and (causal == TOP_LEFT or seqlen_q == seqlen_k):

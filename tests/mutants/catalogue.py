@@ -17,7 +17,7 @@ import dataclasses
 import torch
 
 from attnconf import ALIGNMENTS, BOTTOM_RIGHT, TOP_LEFT, Capabilities, Implementation
-from attnconf.layouts import to_canonical
+from attnconf.layouts import swap_seq_heads, to_canonical
 from attnconf.validation import AttentionInputError
 
 from .bases import HEAD_DIMS, EagerAttention, ManualBackwardAttention, PackedAttention, TiledAttention
@@ -427,8 +427,7 @@ def _in_layout(dense: EagerAttention, layout: str):
     """``dense`` written as a function of ``layout`` (and registered through attnconf's adapter for it)."""
     if layout == "bhsd":
         def bhsd(q, k, v, **options):
-            swap = lambda t: t.transpose(-3, -2) if t.dim() >= 3 else t  # noqa: E731
-            return swap(dense(swap(q), swap(k), swap(v), **options))
+            return swap_seq_heads(dense(swap_seq_heads(q), swap_seq_heads(k), swap_seq_heads(v), **options))
         return to_canonical(bhsd, "bhsd")
 
     def bsd(q, k, v, *, num_heads, head_dim, **options):
