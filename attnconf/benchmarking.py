@@ -28,7 +28,7 @@ from .capabilities import BOTTOM_RIGHT, TOP_LEFT, Capabilities
 from .registry import Implementation
 from .varlen import cu_seqlens_from_lengths
 
-STORAGE_FOLDER = Path("reports") / "benchmarks"  # under the folder pytest runs in (its rootdir)
+STORAGE_FOLDER = "benchmarks"  # under the reports folder (the attnconf_reports ini value under the rootdir)
 
 PASSES = ("fwd", "bwd", "fwd_bwd")
 LAYOUTS = ("dense", "varlen")
@@ -141,7 +141,7 @@ def ordered(cases: list[BenchCase]) -> list[BenchCase]:
 # Per set: rounds and time per benchmark (pytest-benchmark's --benchmark-max-time / --benchmark-min-rounds, unless
 # given), and the seconds one implementation may spend before its remaining cases are skipped (--bench-impl-budget):
 # the Triton interpreter can cost minutes per case on a CPU. On a GPU, --bench-budget shares its time among the
-# implementations instead (see benchmarks/conftest.py). Ten rounds at least: one slow round then moves the mean
+# implementations instead (see attnconf/benchmarks/plugin.py). Ten rounds at least: one slow round then moves the mean
 # by a tenth of its excess, not a fifth.
 SET_DEFAULTS: dict[str, dict] = {
     "cpu": {"benchmark_max_time": "0.2", "benchmark_min_rounds": 3, "impl_budget": 60.0},
@@ -589,7 +589,7 @@ def storage_name(device: torch.device) -> str:
 
 
 def storage_dir(device: torch.device, root: Path) -> Path:
-    """The benchmark history of ``device`` under ``root`` (the pytest rootdir: the user's project, or the clone)."""
+    """The benchmark history of ``device`` under ``root`` (the reports folder: ``reports/`` of the user's project)."""
     return Path(root) / STORAGE_FOLDER / storage_name(device)
 
 

@@ -32,7 +32,7 @@ def parse(text: str, origin: str = "<text>") -> dict[str, str]:
 
 
 def for_implementation(impl: Implementation) -> dict[str, str]:
-    path = importlib.resources.files("impls") / "expected_failures" / f"{impl.name}.txt"  # package data
+    path = importlib.resources.files("attnconf.impls") / "expected_failures" / f"{impl.name}.txt"  # package data
     entries = parse(path.read_text(), str(path)) if path.is_file() else {}
     entries.update(impl.expected_failures)
     return entries

@@ -5,6 +5,9 @@ Canonical ("bshd"): q [B, Sq, Hq, D], k and v [B, Sk, Hkv, D], out [B, Sq, Hq, D
 - "bsd": heads merged into the last dimension, q [B, Sq, Hq·D], k and v [B, Sk, Hkv·D]; the function is called
   as ``fn(q, k, v, num_heads=Hq, head_dim=D, **options)`` and returns [B, Sq, Hq·D].
 
+Packed (varlen) calls take the same layout names, one dimension less: "bshd" packs as q [T, Hq, D] (flash-attn's
+varlen layout), "bhsd" as q [Hq, T, D], "bsd" as q [T, Hq·D]; ``cu_seqlens`` and ``max_seqlen`` pass through.
+
 Options (``key_padding_mask``, ``causal``, ``scale``) are passed only when they are in use, so a function that
 lacks one (and does not declare it) can still register.
 
@@ -31,21 +34,22 @@ class LayoutCannotExpress(Exception):
 
 
 def to_canonical(fn: Callable[..., torch.Tensor], layout: str) -> Callable[..., torch.Tensor]:
-    """Wrap ``fn`` written in ``layout`` into a canonical-layout function."""
+    """Wrap ``fn`` written in ``layout`` into a canonical-layout function (dense, or packed: arguments after q, k, v
+    such as ``cu_seqlens`` pass through unchanged)."""
     if layout == "bshd":
         return fn
     if layout == "bhsd":
 
         @functools.wraps(fn)
-        def from_bhsd(q, k, v, **options):
-            out = fn(swap_seq_heads(q), swap_seq_heads(k), swap_seq_heads(v), **options)
+        def from_bhsd(q, k, v, *rest, **options):
+            out = fn(swap_seq_heads(q), swap_seq_heads(k), swap_seq_heads(v), *rest, **options)
             return swap_seq_heads(out)
 
         return from_bhsd
     if layout == "bsd":
 
         @functools.wraps(fn)
-        def from_bsd(q, k, v, **options):
+        def from_bsd(q, k, v, *rest, **options):
             head_dims = {t.shape[-1] for t in (q, k, v) if isinstance(t, torch.Tensor) and t.dim() >= 2}
             if len(head_dims) > 1:
                 raise LayoutCannotExpress(
@@ -53,7 +57,7 @@ def to_canonical(fn: Callable[..., torch.Tensor], layout: str) -> Callable[..., 
                     "cannot be told apart from another head count"
                 )
             heads_q, head_dim = (q.shape[-2], q.shape[-1]) if q.dim() >= 2 else (1, q.shape[-1])
-            out = fn(*(_merge_heads(t) for t in (q, k, v)), num_heads=heads_q, head_dim=head_dim, **options)
+            out = fn(*(_merge_heads(t) for t in (q, k, v)), *rest, num_heads=heads_q, head_dim=head_dim, **options)
             return out.unflatten(-1, (heads_q, head_dim)) if out.dim() >= 1 else out
 
         return from_bsd
@@ -61,7 +65,8 @@ def to_canonical(fn: Callable[..., torch.Tensor], layout: str) -> Callable[..., 
 
 
 def swap_seq_heads(t):
-    """[B, S, H, D] <-> [B, H, S, D]: the sequence and head axes (the two before the last) swap, whatever the rank."""
+    """[B, S, H, D] <-> [B, H, S, D] (packed: [T, H, D] <-> [H, T, D]): the sequence and head axes (the two before
+    the last) swap, whatever the rank."""
     return t.transpose(-3, -2) if isinstance(t, torch.Tensor) and t.dim() >= 3 else t
 
 

@@ -1,7 +1,7 @@
 """pytest wiring: options, the ``impl`` and ``device`` fixtures, contract markers, expected failures, the matrix.
 
 Registered as a pytest plugin (entry point ``pytest11``), so ``pip install attnconf`` is all the set-up: from any
-folder, ``python -m pytest --pyargs conformance --impl-module my_pkg.mod:obj`` runs the suite on one's own kernel.
+folder, ``python -m pytest --pyargs attnconf.conformance --impl-module my_pkg.mod:obj`` runs the suite on one's own kernel.
 The hypothesis profiles live here too: ``ci`` (the default; few examples, derandomized, so every run draws the same
 cases) and ``thorough`` (many examples, random), chosen with ``--hypothesis-profile``. Any test that takes an ``impl`` argument runs once per selected
 implementation; a test marked ``@pytest.mark.contract("ID")`` is counted under that contract in the matrix.
@@ -13,6 +13,7 @@ import datetime
 import fnmatch
 import hashlib
 import importlib.resources
+import importlib.util
 import json
 import os
 import re
@@ -65,9 +66,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--conformance-report",
         default=None,
         metavar="DIR",
-        help="where to write the conformance matrix (default: reports/conformance under the rootdir); 'none' to skip",
+        help="where to write the conformance matrix (default: conformance/ in the attnconf_reports folder); 'none' to "
+        "skip",
+    )
+    parser.addini(
+        "attnconf_reports",
+        default="reports",
+        help="folder, relative to the rootdir, for conformance matrices and benchmark histories (default: reports)",
     )
     group.addoption("--list-impls", action="store_true", help="list registered implementations and exit")
+    group.addoption(
+        "--no-builtins",
+        action="store_true",
+        help="leave attnconf's own implementations out (not even imported): only those of --impl-module and "
+        "entry points run",
+    )
     group.addoption(
         "--attnconf-isolation",
         choices=("auto", "off"),
@@ -81,13 +94,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_cmdline_main(config: pytest.Config) -> None:
     """Isolation by default: unless told otherwise, the run goes through one pytest-xdist worker process, so an
     implementation that aborts or segfaults costs its test (recorded as CRASH, the worker replaced), not the run."""
+    if getattr(config, "workerinput", {}).get(_ISOLATED_KEY) and hasattr(config.option, "benchmark_disable"):
+        # the worker of a default (isolated) run, which is never a benchmark run: pytest-benchmark would only warn
+        # that xdist disables it
+        config.option.benchmark_disable = True
     reason = _no_isolation(config)
     if reason is None:
+        config.attnconf_isolating = True
         config.option.numprocesses = 1
         config.option.dist = "load"
         config.option.tx = ["popen"]  # xdist's own cmdline_main may have run already
         if getattr(config.option, "maxworkerrestart", None) is None:
             config.option.maxworkerrestart = 10_000  # every crashing test gets its worker replaced
+        if hasattr(config.option, "benchmark_disable"):
+            config.option.benchmark_disable = True  # as in the worker, above
 
 
 def _no_isolation(config: pytest.Config) -> str | None:
@@ -115,13 +135,14 @@ def pytest_configure(config: pytest.Config) -> None:
         # Triton kernels run on the CPU only through its interpreter, which must be chosen before they are defined
         os.environ.setdefault("TRITON_INTERPRET", "1")
     try:
-        registry.load_builtin()
+        if not config.getoption("--no-builtins"):
+            registry.load_builtin()
         for spec in config.getoption("--impl-module"):
             registry.load_object(spec)
         registry.load_entry_points()
     except ValueError as exc:  # a bad --impl-module, a name clash: one line, exit status 4, no traceback
         raise pytest.UsageError(str(exc)) from None
-    patterns = [p.strip() for opt in config.getoption("--impl") for p in opt.split(",")]
+    patterns = config.attnconf_patterns = [p.strip() for opt in config.getoption("--impl") for p in opt.split(",")]
     try:
         config.attnconf_impls = registry.select(patterns)
     except ValueError as exc:
@@ -246,6 +267,26 @@ def is_hypothesis_test(item: pytest.Item) -> bool:
     return getattr(getattr(item, "obj", None), "is_hypothesis_test", False)
 
 
+def reports_root(config: pytest.Config) -> Path:
+    """Where a run writes its matrix and benchmark history: the ``attnconf_reports`` ini value under the rootdir."""
+    return Path(config.rootpath, config.getini("attnconf_reports"))
+
+
+def suite_dir() -> Path:
+    """The folder of the conformance suite, wherever it is installed."""
+    return Path(str(importlib.resources.files("attnconf.conformance"))).resolve()
+
+
+def suite_nodeid(item: pytest.Item) -> str:
+    """The id the matrix and the expected-failure lists give a test: ``conformance/<file>::<test>``, the same from
+    a clone (``conformance/...``), an installed package (``--pyargs attnconf.conformance``) or any other folder."""
+    path = Path(item.path).resolve()
+    suite = suite_dir()
+    if suite not in path.parents or "::" not in item.nodeid:
+        return item.nodeid
+    return f"conformance/{path.relative_to(suite).as_posix()}::{item.nodeid.split('::', 1)[1]}"
+
+
 def item_impl(item: pytest.Item) -> registry.Implementation | None:
     callspec = getattr(item, "callspec", None)
     return callspec.params.get("impl") if callspec else None
@@ -275,7 +316,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         chosen = item_impl(item)
         if chosen is None or not entries_by_impl.get(chosen.name):
             continue
-        hit = expected_failures.find_reason(entries_by_impl[chosen.name], item.nodeid, item_contracts(item))
+        hit = expected_failures.find_reason(entries_by_impl[chosen.name], suite_nodeid(item), item_contracts(item))
         if hit:
             pattern, reason = hit
             used.setdefault(chosen.name, set()).add(pattern)
@@ -288,7 +329,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         chosen = item_impl(item)
         if chosen is not None:
-            collected.setdefault(chosen.name, set()).update({item.nodeid.split("::")[0], *item_contracts(item)})
+            collected.setdefault(chosen.name, set()).update({suite_nodeid(item).split("::")[0], *item_contracts(item)})
     for name, entries in entries_by_impl.items():
         for pattern in set(entries) - used.get(name, set()):
             scope = collected.get(name, set())
@@ -328,6 +369,7 @@ def _crashed(report: pytest.TestReport) -> bool:
 # its tests has into a folder the controller named, and the crash report gets them from there.
 
 _INDEX_KEY = "attnconf_test_index"
+_ISOLATED_KEY = "attnconf_isolated"
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -336,13 +378,14 @@ def pytest_configure_node(node) -> None:  # xdist controller, once per worker
     if folder is None:
         folder = node.config.attnconf_index_dir = tempfile.mkdtemp(prefix="attnconf-index-")
     node.workerinput[_INDEX_KEY] = folder
+    node.workerinput[_ISOLATED_KEY] = getattr(node.config, "attnconf_isolating", False)
 
 
 def _write_test_index(config: pytest.Config, items: list[pytest.Item]) -> None:
     folder = getattr(config, "workerinput", {}).get(_INDEX_KEY)
     if not folder:
         return
-    index = {item.nodeid: [item_impl(item).name, sorted(item_contracts(item))] for item in items
+    index = {item.nodeid: [item_impl(item).name, sorted(item_contracts(item)), suite_nodeid(item)] for item in items
              if item_impl(item) is not None and item_contracts(item)}
     Path(folder, f"{config.workerinput['workerid']}.json").write_text(json.dumps(index))
 
@@ -353,8 +396,9 @@ def pytest_handlecrashitem(crashitem: str, report: pytest.TestReport, sched) -> 
     for path in sorted(Path(folder).glob("*.json")) if folder else []:
         entry = json.loads(path.read_text()).get(crashitem)
         if entry:
-            impl_name, cids = entry
+            impl_name, cids, nodeid = entry
             report.user_properties += [(f"{RESULTS_KEY}.impl", impl_name), (f"{RESULTS_KEY}.contracts", cids),
+                                       (f"{RESULTS_KEY}.nodeid", nodeid),
                                        (f"{RESULTS_KEY}.failure", "CRASH")]
             return
 
@@ -372,7 +416,8 @@ def _record(report: pytest.TestReport) -> None:
         outcome = report.outcome
         reason = _skip_reason(report) if report.skipped else (_failure_line(report) if report.failed else "")
     ratios = {k.rsplit(".", 1)[1]: v for k, v in props.items() if k.startswith(f"{RESULTS_KEY}.ratio.")}
-    record = {"impl": impl_name, "nodeid": report.nodeid, "outcome": outcome, "reason": reason, "ratios": ratios}
+    nodeid = props.get(f"{RESULTS_KEY}.nodeid", report.nodeid)
+    record = {"impl": impl_name, "nodeid": nodeid, "outcome": outcome, "reason": reason, "ratios": ratios}
     if outcome == "failed":
         record["failure"] = props.get(f"{RESULTS_KEY}.failure") or failures.classify(None, reason)
         if record["failure"] == "CRASH":  # one wording, whichever worker died
@@ -403,6 +448,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if chosen is not None and cids:
         item.user_properties.append((f"{RESULTS_KEY}.impl", chosen.name))
         item.user_properties.append((f"{RESULTS_KEY}.contracts", sorted(cids)))
+        item.user_properties.append((f"{RESULTS_KEY}.nodeid", suite_nodeid(item)))
 
 
 def device_name(device: torch.device) -> str:
@@ -429,14 +475,41 @@ def run_metadata(config: pytest.Config) -> dict:
     return meta
 
 
+def off_device_implementations(config: pytest.Config, records: list[dict]) -> dict[str, str]:
+    """Implementations asked for (registered outside attnconf, or named exactly by --impl) whose manifest leaves out
+    the run's device, so every one of their tests skipped: name -> why. Such a run fails instead of passing empty."""
+    named = set(config.attnconf_patterns)
+    ran = {r["impl"] for r in records if r["outcome"] != "skipped"}
+    tested = {r["impl"] for r in records}
+    found = {}
+    for impl in config.attnconf_impls:
+        if impl.name in tested - ran and (not registry.is_builtin(impl.name) or impl.name in named):
+            reason = impl.capabilities.missing(device=config.attnconf_device)
+            if reason:
+                found[impl.name] = reason
+    return found
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
+    for name, reason in getattr(config, "attnconf_off_device", {}).items():
+        terminalreporter.write_line(
+            f"attnconf: every test of {name} skipped: {reason}; declare the device in Capabilities(devices=...) if "
+            "it runs there. The run fails rather than pass with nothing tested.", red=True)
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
     config = session.config
+    if not hasattr(config, "workerinput"):
+        config.attnconf_off_device = off_device_implementations(config, _records_sink)
+        if config.attnconf_off_device and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if not _records_sink or hasattr(config, "workerinput"):
         return
     target = config.getoption("--conformance-report")
     if target == "none":
         return
-    directory = Path(target) if target else Path(config.rootpath) / "reports" / "conformance"
+    directory = Path(target) if target else reports_root(config) / "conformance"
     meta = run_metadata(config)
     stem = conformance_report.report_stem(meta)
     records, how = list(_records_sink), "written to"
@@ -452,6 +525,19 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
         reporter.write_line(f"attnconf: conformance matrix {how} {md_path} and {json_path.name}")
 
 
+def _arg_path(config: pytest.Config, arg: str) -> Path:
+    """The file or folder a command-line argument names (a module name under ``--pyargs``)."""
+    if config.getoption("pyargs", False):
+        try:
+            spec = importlib.util.find_spec(arg)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is not None and spec.origin:
+            origin = Path(spec.origin)
+            return (origin.parent if origin.name == "__init__.py" else origin).resolve()
+    return Path(config.invocation_params.dir, arg).resolve()
+
+
 def partial_run(config: pytest.Config, exitstatus) -> str | None:
     """Why this run did not cover the whole suite (None when it did): such a run is merged into the matrix."""
     if config.getoption("keyword", None) or config.getoption("markexpr", None) or config.getoption("deselect", None):
@@ -460,9 +546,9 @@ def partial_run(config: pytest.Config, exitstatus) -> str | None:
         return "implementations chosen"
     if config.getoption("lf", False) or config.getoption("maxfail", 0) or exitstatus == pytest.ExitCode.INTERRUPTED:
         return "stopped early or rerunning failures"
-    suite = Path(str(importlib.resources.files("conformance"))).resolve()
+    suite = suite_dir()
     for arg in config.args:
-        path = Path(config.invocation_params.dir, arg.split("::")[0]).resolve()
+        path = _arg_path(config, arg.split("::")[0])
         if "::" in arg or suite in path.parents:  # a test, or a file or folder inside conformance/
             return "part of the suite named"
     return None

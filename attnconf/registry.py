@@ -116,6 +116,15 @@ def _caller_module() -> str:
     return f"module {frame.f_globals.get('__name__', '?')}" if frame is not None else "?"
 
 
+def origin(name: str) -> str:
+    """Where ``name`` was registered from: a module (``attnconf.impls.*`` for the built-ins), or an entry point."""
+    return _ORIGINS.get(name, "?")
+
+
+def is_builtin(name: str) -> bool:
+    return origin(name).startswith("attnconf.impls.")
+
+
 def unregister(name: str) -> None:
     _REGISTRY.pop(name, None)
     _ORIGINS.pop(name, None)
@@ -133,7 +142,8 @@ def implementation(
 ) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
     """Decorator: register the decorated function, written in ``layout``, as an implementation.
 
-    The function itself is returned unchanged (still callable on its own layout's tensors); the registered
+    ``varlen_forward``, the packed API, is written in the same layout (packed: "bshd" is q [T, H, D], "bhsd"
+    [H, T, D], "bsd" [T, H·D]). The function itself is returned unchanged (still callable on its own layout's tensors); the registered
     ``Implementation`` is its attribute ``attnconf_implementation``, and ``--impl-module pkg.mod:fn`` accepts it.
     """
 
@@ -143,7 +153,7 @@ def implementation(
                 name=name,
                 forward=to_canonical(fn, layout),
                 capabilities=capabilities,
-                varlen_forward=varlen_forward,
+                varlen_forward=None if varlen_forward is None else to_canonical(varlen_forward, layout),
                 available=(lambda: None) if available is None else available,
                 expected_failures=dict(expected_failures or {}),
                 description=description or _first_line(fn.__doc__),
@@ -169,9 +179,9 @@ def registered() -> dict[str, Implementation]:
 
 def load_builtin() -> None:
     """Import every module in ``impls/``: each registers what it defines."""
-    for info in sorted(pkgutil.iter_modules(importlib.import_module("impls").__path__), key=lambda m: m.name):
+    for info in sorted(pkgutil.iter_modules(importlib.import_module("attnconf.impls").__path__), key=lambda m: m.name):
         if not info.name.startswith("_"):
-            importlib.import_module(f"impls.{info.name}")
+            importlib.import_module(f"attnconf.impls.{info.name}")
 
 
 def load_object(spec: str) -> list[Implementation]:

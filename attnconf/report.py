@@ -61,7 +61,7 @@ class Run:
     datetime: str
     machine: dict
     commit: dict
-    context: dict  # what benchmarks/conftest.py adds: set, implementations, arguments, host load
+    context: dict  # what the benchmark plugin (attnconf/benchmarks/plugin.py) adds: set, implementations, arguments, host load
     results: dict[str, Result] = field(default_factory=dict)  # by fullname
 
     @property

@@ -6,7 +6,7 @@ import functools
 import importlib.resources
 import re
 
-SPEC_PATH = importlib.resources.files("conformance") / "SPEC.md"  # package data of the conformance suite
+SPEC_PATH = importlib.resources.files("attnconf.conformance") / "SPEC.md"  # package data of the conformance suite
 _HEADING = re.compile(r"^###\s+([A-Z]+-\d+)\s+[—-]+\s+(.+?)\s*$")
 
 

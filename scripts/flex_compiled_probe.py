@@ -59,7 +59,7 @@ def run_variant(name: str) -> dict:
     import torch
     from torch.nn.attention.flex_attention import flex_attention
 
-    from impls.flex import _compile_settings, packed_block_mask
+    from attnconf.impls.flex import _compile_settings, packed_block_mask
 
     lengths, heads_q, heads_kv, dtype_name, kernel_options, dynamic = VARIANTS[name]
     trace_template_zero_division()

@@ -114,7 +114,7 @@ else
   echo "recheck: no regression at median:10% against $base" | tee -a "$summary"
 fi
 
-ATTNCONF_SLOWED_IMPL=$slowed phase slowed --bench-budget 60 --impl-module benchmarks.slowed_impl:slowed --impl "$slowed" \
+ATTNCONF_SLOWED_IMPL=$slowed phase slowed --bench-budget 60 --impl-module attnconf.benchmarks.slowed_impl:slowed --impl "$slowed" \
   --benchmark-save="slowed-$slowed" --benchmark-compare="$base" --benchmark-compare-fail=median:10%
 if grep -q "Performance has regressed" "$out/slowed.log"; then
   flagged=$(sed -n '/Performance has regressed/,$p' "$out/slowed.log" | grep -cE "^\s+test_")

@@ -46,7 +46,7 @@ from attnconf import registry  # noqa: E402
 from attnconf.benchmarking import BACKWARD_FLOP_FACTOR, forward_flops, machine_info  # noqa: E402
 from attnconf.capabilities import TOP_LEFT  # noqa: E402
 from attnconf.reference import reference_attention  # noqa: E402
-from conformance.test_memory import memory_above_io  # noqa: E402  (MEM-1's own measurement)
+from attnconf.conformance.test_memory import memory_above_io  # noqa: E402  (MEM-1's own measurement)
 
 OUT = Path(os.environ.get("OUT") or "/tmp/gpu_triton")
 OUT.mkdir(parents=True, exist_ok=True)
@@ -75,7 +75,7 @@ def save() -> None:
 registry.load_builtin()
 IMPLS = registry.registered()
 TRITON = IMPLS["triton-flash"]
-from impls import triton_flash  # noqa: E402  (after load_builtin: the module registered itself)
+from attnconf.impls import triton_flash  # noqa: E402  (after load_builtin: the module registered itself)
 
 
 # ---- 0. environment and smoke ----------------------------------------------------------------------------------

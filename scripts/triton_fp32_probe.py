@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 from attnconf import Implementation
-from impls import triton_flash
+from attnconf.impls import triton_flash
 
 
 def variant() -> Implementation:

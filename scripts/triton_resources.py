@@ -23,8 +23,8 @@ import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
-from impls import _triton_kernels as kernels  # noqa: E402
-from impls import triton_flash  # noqa: E402
+from attnconf.impls import _triton_kernels as kernels  # noqa: E402
+from attnconf.impls import triton_flash  # noqa: E402
 
 TARGET = GPUTarget("cuda", 90, 32)
 CUOBJDUMP = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"

@@ -253,7 +253,7 @@ def test_suite_disabled_reasons_say_why():
 def test_storage_is_per_device_and_torch_version():
     name = benchmarking.storage_name(CPU)
     assert name == f"cpu-torch{torch.__version__.split('+')[0]}"
-    assert benchmarking.storage_dir(CPU, ROOT) == ROOT / "reports" / "benchmarks" / name
+    assert benchmarking.storage_dir(CPU, ROOT / "reports") == ROOT / "reports" / "benchmarks" / name
     info = benchmarking.machine_info(CPU)
     assert info["torch"] == torch.__version__ and {"triton", "flash_attn", "cuda"} <= set(info)
 
@@ -262,7 +262,7 @@ def test_storage_is_per_device_and_torch_version():
 
 
 def test_slowed_implementation_does_extra_work_and_keeps_name_and_results():
-    from benchmarks.slowed_impl import slow_down
+    from attnconf.benchmarks.slowed_impl import slow_down
 
     calls = []
 
@@ -322,7 +322,7 @@ def test_suite_skips_itself_when_benchmarks_are_disabled():
 
 
 def test_budget_is_shared_among_the_implementations_still_to_run():
-    from benchmarks.conftest import _time_limit
+    from attnconf.benchmarks.plugin import _time_limit
 
     options = {"--bench-budget": 90.0}
     config = SimpleNamespace(getoption=options.get, attnconf_bench_shares={}, attnconf_bench_impl_budget=None,

@@ -8,7 +8,7 @@ import torch
 
 from attnconf.varlen import dense_through_varlen
 from attnconf.reference import reference_attention, reference_varlen_attention
-from impls import flash_attn2, flash_attn4, torch_varlen
+from attnconf.impls import flash_attn2, flash_attn4, torch_varlen
 
 
 def _reference_varlen(q, k, v, cu_q, cu_k, max_q, max_k, *, causal=None, scale=None):

@@ -11,7 +11,7 @@ from attnconf import registered
 from attnconf.reference import causal_visibility, reference_attention, reference_varlen_attention, visibility
 from attnconf.varlen import cu_seqlens_from_lengths
 
-flex = pytest.importorskip("impls.flex")
+flex = pytest.importorskip("attnconf.impls.flex")
 pytestmark = pytest.mark.skipif(flex.flex_attention is None, reason="this torch has no flex_attention")
 
 

@@ -58,3 +58,39 @@ def test_adapters_hand_bad_inputs_on_instead_of_validating(layout):
 def test_unknown_layout():
     with pytest.raises(ValueError, match="unknown layout"):
         to_canonical(bsd_fn, "sbhd")
+
+
+@pytest.mark.parametrize("layout", ["bhsd", "bsd"])
+def test_packed_calls_take_the_same_layouts(layout):
+    # a packed function written in the dense layout's packed form ([H, T, D] for bhsd, [T, H*D] for bsd) registers
+    # through the decorator and gives the canonical [T, H, D] result
+    from attnconf import implementation, registry
+    from attnconf.capabilities import Capabilities
+    from attnconf.reference import reference_varlen_attention
+
+    g = torch.Generator().manual_seed(1)
+    cu_q, cu_k = torch.tensor([0, 3, 8], dtype=torch.int32), torch.tensor([0, 4, 11], dtype=torch.int32)
+    q, k, v = torch.randn(8, 4, 64, generator=g), torch.randn(11, 2, 64, generator=g), torch.randn(11, 2, 64, generator=g)
+    calls = []
+
+    def packed(q_, k_, v_, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, *, num_heads=None, head_dim=None,
+               **options):
+        calls.append(q_.shape)
+        if layout == "bhsd":
+            to, back = (lambda t: t.transpose(0, 1)), (lambda t: t.transpose(0, 1))
+        else:
+            to, back = (lambda t: t.unflatten(-1, (-1, head_dim))), (lambda t: t.flatten(-2))
+        return back(reference_varlen_attention(to(q_), to(k_), to(v_), cu_seqlens_q, cu_seqlens_k, **options))
+
+    def dense(q_, k_, v_, **options):
+        raise AssertionError("the packed function is used")
+
+    try:
+        implementation(f"packed-{layout}", layout=layout, varlen_forward=packed,
+                       capabilities=Capabilities(varlen=True, gqa=True))(dense)
+        impl = registry.registered()[f"packed-{layout}"]
+        out = impl.varlen(q, k, v, cu_q, cu_k, 5, 7, causal="bottom_right")
+    finally:
+        registry.unregister(f"packed-{layout}")
+    assert calls == [(4, 8, 64) if layout == "bhsd" else (8, 256)]
+    torch.testing.assert_close(out, reference_varlen_attention(q, k, v, cu_q, cu_k, causal="bottom_right"))

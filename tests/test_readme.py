@@ -7,7 +7,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _readme_commands() -> list[str]:
     text = (ROOT / "README.md").read_text()
-    section = text.split("## Two commands", 1)[1].split("\n## ", 1)[0]
+    section = text.split("## In a clone: two commands", 1)[1].split("\n## ", 1)[0]
     return [line.strip() for line in section.splitlines() if line.startswith("    ") and line.strip()]
 
 

@@ -9,8 +9,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from attnconf.reference import reference_attention
-from impls import tiled_pytorch
-from impls.tiled_pytorch import DEFAULT_SRAM_SIZE, TiledAttention, block_sizes, tile_counts
+from attnconf.impls import tiled_pytorch
+from attnconf.impls.tiled_pytorch import DEFAULT_SRAM_SIZE, TiledAttention, block_sizes, tile_counts
 
 SEED_SEQLEN, SEED_HEAD_DIM, SEED_SRAM = 3072, 128, 1536  # the seed example: "flash attention from scratch"
 

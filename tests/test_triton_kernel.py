@@ -13,7 +13,7 @@ pytest.importorskip("triton")
 
 from attnconf.checks import check_dense  # noqa: E402
 from attnconf.inputs import DenseCase, make_dense_inputs  # noqa: E402
-from impls import triton_flash  # noqa: E402
+from attnconf.impls import triton_flash  # noqa: E402
 
 reason = triton_flash.IMPLEMENTATION.unavailable_reason()
 pytestmark = pytest.mark.skipif(reason is not None, reason=str(reason))

@@ -11,7 +11,7 @@ from attnconf.checks import run_dense
 from attnconf.capabilities import REQUIRED_HEAD_DIM
 from attnconf.failures import ConformanceFailure, WrongDevice, WrongDtype, WrongShape
 from attnconf.inputs import DenseCase, make_dense_inputs
-from conformance.strategies import dense_cases
+from .strategies import dense_cases
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 

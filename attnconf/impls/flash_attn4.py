@@ -21,7 +21,7 @@ from attnconf import BOTTOM_RIGHT, Capabilities, Implementation, register
 from attnconf.validation import check_dense_inputs
 from attnconf.validation import check_packed_call
 from attnconf.varlen import dense_through_varlen
-from impls.flash_attn2 import installed_version
+from .flash_attn2 import installed_version
 
 HALF = {torch.float16, torch.bfloat16}
 HEAD_DIMS = frozenset({32, 64, 128})

@@ -1,6 +1,6 @@
 """A deliberately slowed implementation, to show that a comparison against a saved baseline catches a regression.
 
-    python -m pytest benchmarks --benchmark-only --impl-module benchmarks.slowed_impl:slowed --impl sdpa-flash \\
+    python -m pytest benchmarks --benchmark-only --impl-module attnconf.benchmarks.slowed_impl:slowed --impl sdpa-flash \\
         --benchmark-compare=0001 --benchmark-compare-fail=mean:10%
 
 ``slowed()`` replaces the implementation named by ``ATTNCONF_SLOWED_IMPL`` (default ``sdpa-flash``) with one that
@@ -65,5 +65,5 @@ def slow_down(name: str) -> Implementation:
 
 
 def slowed() -> list[Implementation]:
-    """Entry for ``--impl-module benchmarks.slowed_impl:slowed``."""
+    """Entry for ``--impl-module attnconf.benchmarks.slowed_impl:slowed``."""
     return [slow_down(os.environ.get("ATTNCONF_SLOWED_IMPL", DEFAULT_TARGET))]

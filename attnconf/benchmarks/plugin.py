@@ -1,7 +1,9 @@
 """pytest wiring of the benchmark suite: which set runs, where results are stored, what each saved run records,
 and skipping the whole suite where timings would mean nothing.
 
-Run from the repository root: ``python -m pytest benchmarks --benchmark-only`` (see the README). Every registered
+A pytest plugin of its own (entry point ``pytest11``: ``attnconf_benchmarks``), active where pytest-benchmark is
+installed (the ``test`` extra), so the options exist from any folder: ``python -m pytest benchmarks --benchmark-only``
+in a clone, ``python -m pytest --pyargs attnconf.benchmarks --benchmark-only`` after ``pip install``. Every registered
 implementation is benchmarked through the ``impl`` fixture of the attnconf plugin; each case runs only where the
 implementation's capability manifest declares it.
 """
@@ -16,7 +18,7 @@ import pytest
 import torch
 
 from attnconf import benchmarking
-from attnconf.pytest_plugin import resolve_device
+from attnconf.pytest_plugin import reports_root, resolve_device
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -74,14 +76,24 @@ def _given(config: pytest.Config, option: str) -> bool:
     return any(arg == option or arg.startswith(option + "=") for arg in config.invocation_params.args)
 
 
+def _active(config: pytest.Config) -> bool:
+    return hasattr(config, "attnconf_bench_set")
+
+
+def _benchmark_items(config: pytest.Config) -> int:
+    return getattr(config, "attnconf_bench_items", 0)
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    if not config.pluginmanager.hasplugin("benchmark"):
+        return  # pytest-benchmark is not installed: the benchmarks cannot run, and nothing else is touched
     config.attnconf_bench_started = time.monotonic()
     device = resolve_device(config.getoption("--device"))
     config.attnconf_bench_device = device
     # pytest-benchmark keys its default folder by OS and Python only; give each device and torch version its own
     # history, so that a CPU run is never compared with a GPU run. An explicit --benchmark-storage wins.
     if not _given(config, "--benchmark-storage"):
-        config.option.benchmark_storage = f"file://{benchmarking.storage_dir(device, config.rootpath)}"
+        config.option.benchmark_storage = f"file://{benchmarking.storage_dir(device, reports_root(config))}"
     choice = config.getoption("--bench-set")
     config.attnconf_bench_set = ("gpu" if device.type == "cuda" else "cpu") if choice == "auto" else choice
     defaults = benchmarking.SET_DEFAULTS[config.attnconf_bench_set]
@@ -105,18 +117,9 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-def pytest_report_header(config: pytest.Config) -> list[str]:
-    lines = [
-        f"attnconf benchmarks: set {config.attnconf_bench_set}, storage {config.getoption('benchmark_storage')}",
-    ]
-    if config.attnconf_bench_disabled:
-        lines.append(f"attnconf {config.attnconf_bench_disabled}")
-    return lines
-
-
 @pytest.hookimpl(trylast=True)  # after the plugin's ``impl`` parametrization, so ids read "<impl>-<case>"
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "bench_case" in metafunc.fixturenames:
+    if "bench_case" in metafunc.fixturenames and _active(metafunc.config):
         cases = benchmarking.ordered(benchmarking.BENCH_SETS[metafunc.config.attnconf_bench_set]())
         metafunc.parametrize("bench_case", cases, ids=[f"{c.layout}-{c.id}" for c in cases])
 
@@ -124,6 +127,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Which implementations have cases to run here, in run order: the ones --bench-budget is shared among."""
     config = session.config
+    if not _active(config) or not _benchmark_items(config):
+        return
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"attnconf benchmarks: set {config.attnconf_bench_set}, storage "
+                            f"{config.getoption('benchmark_storage')}")
+        if config.attnconf_bench_disabled:
+            reporter.write_line(f"attnconf {config.attnconf_bench_disabled}")
     device = config.attnconf_bench_device
     queue, probed = [], {}
     for item in session.items:
@@ -157,15 +168,18 @@ def _time_limit(config: pytest.Config, name: str) -> tuple[float | None, str]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    reason = config.attnconf_bench_disabled
-    if not reason:
+    if not _active(config):
         return
-    for item in items:
-        if "benchmark" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.skip(reason=reason))
+    benchmarks = [item for item in items if "benchmark" in getattr(item, "fixturenames", ())]
+    config.attnconf_bench_items = len(benchmarks)
+    reason = config.attnconf_bench_disabled
+    for item in benchmarks if reason else ():
+        item.add_marker(pytest.mark.skip(reason=reason))
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
+    if not _active(config) or not _benchmark_items(config):
+        return
     if config.attnconf_bench_disabled:
         terminalreporter.write_line(f"attnconf {config.attnconf_bench_disabled}", yellow=True)
         return
@@ -234,10 +248,12 @@ def run_case(impl, device, cache_flusher, benchmark, request):  # impl first: it
     return run
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-benchmark, which may be absent
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
     machine_info["attnconf"] = benchmarking.machine_info(config.attnconf_bench_device)
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-benchmark, which may be absent
 def pytest_benchmark_update_commit_info(config: pytest.Config, commit_info: dict) -> None:
     # a copy of the working tree on a GPU machine has no .git, or a stale one that names an older commit: the caller
     # says which commit it is, and that wins over whatever git reports there
@@ -246,6 +262,7 @@ def pytest_benchmark_update_commit_info(config: pytest.Config, commit_info: dict
                            author_time=None)
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-benchmark, which may be absent
 def pytest_benchmark_update_json(config: pytest.Config, benchmarks, output_json: dict) -> None:
     for bench in output_json["benchmarks"]:  # parameters by name, not as unserializable objects
         bench["params"] = {key: _plain(value) for key, value in (bench.get("params") or {}).items()}

@@ -12,7 +12,7 @@ from attnconf.checks import check_dense, run_varlen
 from attnconf.failures import NotExact
 from attnconf.inputs import DenseCase, Inputs, VarlenCase, make_varlen_inputs
 from attnconf.varlen import pad, padding_mask
-from conformance.strategies import varlen_cases
+from .strategies import varlen_cases
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 
