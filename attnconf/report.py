@@ -6,7 +6,12 @@ Reads the conformance matrices (``reports/conformance/*.json``) and the pytest-b
 (``reports/benchmarks/<device>-torch<version>/<machine>/NNNN_<name>.json``) and writes, per device and torch
 version: the saved runs, how each run compares with the baseline run, tables of TFLOP/s, time and peak memory,
 plots of TFLOP/s and peak memory per sequence against sequence length, and the history of one benchmark across
-runs. PNGs go to ``reports/plots/``; the HTML page embeds them, so it can be mailed or archived on its own.
+runs. PNGs go to ``reports/plots/``.
+
+The HTML page is one file that opens from disk with no network: the matrices and benchmark results are embedded as
+JSON beside a small script (``attnconf/templates/report.js``) that draws them (a matrix coloured by outcome with
+each cell's tests, a selector over every matrix under the reports folder, a side-by-side of two matrices, sortable
+benchmark tables and a comparison of any two saved runs of one device), and the plots as base64 PNG.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from __future__ import annotations
 import argparse
 import base64
 import fnmatch
-import html
+import importlib.resources
 import json
 import math
 import re
@@ -22,10 +27,12 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import mistune
+import jinja2
+from markupsafe import Markup
 
 from . import conformance_report
 from .benchmarking import is_host_bound
+from .spec import contracts
 
 DEFAULT_REPORTS = Path("reports")  # relative to the folder the command runs in
 PASS_ORDER = {"fwd": 0, "bwd": 1, "fwd_bwd": 2}
@@ -358,8 +365,15 @@ def conformance_section(reports: Path) -> list[str]:
     return lines
 
 
+def _figure(path: Path, draw, replot: bool) -> Path:
+    """``draw()`` writes the PNG at ``path``; without ``replot`` an existing file is kept as it is."""
+    return path if not replot and path.is_file() else draw()
+
+
 def benchmark_section(storage: Path, reports: Path, *, baseline_number: str | None, history: str | None,
-                      threshold: float, colors: dict) -> list[str]:
+                      threshold: float, colors: dict, figures: list | None = None, replot: bool = True) -> list[str]:
+    """The Markdown of one storage; ``figures`` (when given) receives ``(caption, path)`` of each plot drawn."""
+    figures = [] if figures is None else figures
     runs = load_runs(storage)
     if not runs:
         return []
@@ -397,15 +411,21 @@ def benchmark_section(storage: Path, reports: Path, *, baseline_number: str | No
         title = f"{machine_line(shown.machine)}\n{heading}"
         lines += [f"#### {heading}", ""]
         if len({r.info['seqlen'] for r in results}) > 1:
-            tflops_png = plot_tflops(results, colors, title, plots / f"{stem}-tflops.png")
-            memory_png = plot_memory(results, colors, title, plots / f"{stem}-memory.png")
+            tflops_png = _figure(plots / f"{stem}-tflops.png",
+                                 lambda: plot_tflops(results, colors, title, plots / f"{stem}-tflops.png"), replot)
+            memory_png = _figure(plots / f"{stem}-memory.png",
+                                 lambda: plot_memory(results, colors, title, plots / f"{stem}-memory.png"), replot)
+            figures += [(f"TFLOP/s, {heading}", tflops_png), (f"peak memory per sequence, {heading}", memory_png)]
             lines += [f"![TFLOP/s, {heading}]({tflops_png.relative_to(reports)})", "",
                       f"![peak memory, {heading}]({memory_png.relative_to(reports)})", ""]
         lines += results_table(results) + [""]
 
     name = pick_history_benchmark(runs, history)
     if name and sum(name in r.results for r in runs) >= 1:
-        png = plot_history(runs, name, baseline, threshold, plots / f"{storage.name}-history.png")
+        png = _figure(plots / f"{storage.name}-history.png",
+                      lambda: plot_history(runs, name, baseline, threshold, plots / f"{storage.name}-history.png"),
+                      replot)
+        figures.append((f"history of {name.split('::')[-1]}", png))
         lines += ["#### History", "", f"`{name}` across the saved runs, against `{baseline.title}`.", "",
                   f"![history]({png.relative_to(reports)})", ""]
         rows = []
@@ -451,9 +471,16 @@ def results_table(results: list[Result]) -> list[str]:
             + md_table(["pass", "mask", "shape", *impls], table))
 
 
+def storages_of(reports: Path) -> list[Path]:
+    return sorted(p for p in (reports / "benchmarks").glob("*") if p.is_dir())
+
+
 def build_markdown(reports: Path, *, baseline: str | None = None, history: str | None = None,
-                   threshold: float = 0.10) -> str:
-    storages = sorted(p for p in (reports / "benchmarks").glob("*") if p.is_dir())
+                   threshold: float = 0.10, figures: dict | None = None, replot: bool = True) -> str:
+    """The report as Markdown (plots drawn on the way); ``figures`` (when given) receives, per storage name, the
+    ``(caption, path)`` of its plots."""
+    storages = storages_of(reports)
+    figures = {} if figures is None else figures
     impls = {r.impl for s in storages for run in load_runs(s) for r in run.results.values()}
     colors = impl_colors(impls)
     lines = ["# attnconf report", "",
@@ -462,7 +489,8 @@ def build_markdown(reports: Path, *, baseline: str | None = None, history: str |
     lines += conformance_section(reports)
     lines += ["## Benchmarks", ""]
     sections = [benchmark_section(s, reports, baseline_number=baseline, history=history, threshold=threshold,
-                                  colors=colors) for s in storages]
+                                  colors=colors, figures=figures.setdefault(s.name, []), replot=replot)
+                for s in storages]
     if not any(sections):
         lines += ["No benchmark run saved yet (see the README's benchmark commands).", ""]
     for section in sections:
@@ -470,33 +498,171 @@ def build_markdown(reports: Path, *, baseline: str | None = None, history: str |
     return "\n".join(lines).rstrip() + "\n"
 
 
-# ---- Markdown to self-contained HTML ----------------------------------------------------------------------------
-
-_IMG_SRC = re.compile(r'<img src="([^"]+)"')
-_MARKDOWN = mistune.create_markdown(escape=True, plugins=["table"])  # escape: reasons may hold "<...>"
+# ---- the page: data for its script, one self-contained HTML file ------------------------------------------------
 
 
-def markdown_to_html(text: str, base: Path) -> str:
-    """The report's Markdown as one self-contained HTML page: images are read from ``base`` and embedded as
-    base64 PNG, so the page opens from disk with no other file."""
+class Strings:
+    """A table of the strings the page repeats (node ids, reasons, benchmark names): each is stored once."""
 
-    def embed(match: re.Match) -> str:
-        data = base64.b64encode((base / html.unescape(match.group(1))).read_bytes()).decode()
-        return f'<img src="data:image/png;base64,{data}"'
+    def __init__(self) -> None:
+        self.table: list[str] = []
+        self._index: dict[str, int] = {}
 
-    body = _IMG_SRC.sub(embed, _MARKDOWN(text))
-    style = ("body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1400px;padding:0 1em}"
-             "table{border-collapse:collapse;font-size:12px;margin:1em 0}td,th{border:1px solid #ccc;"
-             "padding:3px 6px;text-align:left}th{background:#f3f3f3}img{max-width:100%}code{background:#f3f3f3}")
-    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>attnconf report</title>"
-            f"<style>{style}</style></head><body>\n" + body + "\n</body></html>\n")
+    def __call__(self, text: str) -> int:
+        if text not in self._index:
+            self._index[text] = len(self.table)
+            self.table.append(text)
+        return self._index[text]
 
 
-def write(reports: Path, **options) -> tuple[Path, Path]:
-    text = build_markdown(reports, **options)
+def find_matrices(reports: Path) -> list[tuple[Path, dict]]:
+    """Every conformance matrix under ``reports`` (a JSON file holding ``meta`` and ``records``), as (path relative
+    to ``reports``, contents): the main ones (``conformance/*.json``) first, then the rest by path. Benchmark
+    histories and other JSON files are not matrices and are left out."""
+    found = []
+    for path in sorted(reports.rglob("*.json")):
+        rel = path.relative_to(reports)
+        if rel.parts[0] == "benchmarks":
+            continue
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and isinstance(data.get("meta"), dict) and isinstance(data.get("records"), list):
+            found.append((rel, data))
+    return sorted(found, key=lambda item: (not is_main_matrix(item[0]), item[0].as_posix()))
+
+
+def is_main_matrix(rel: Path) -> bool:
+    return len(rel.parts) == 2 and rel.parts[0] == "conformance"
+
+
+def matrix_data(rel: Path, data: dict, strings: Strings) -> dict:
+    """One matrix for the page: its cells aggregated as the Markdown matrix aggregates them (outcome, cell text,
+    largest err/bound and its tensor, failure classes, counts) and, per cell, its tests' records (node id, outcome,
+    reason, failure class, err/bound per tensor). Implementations that ran nowhere here are listed with the reason."""
+    meta, records = data["meta"], data["records"]
+    cells = conformance_report.aggregate(records)
+    everything = sorted({r["impl"] for r in records})
+    not_run = {i: reason for i in everything if (reason := conformance_report.unavailable(cells, i))}
+    impls = [i for i in everything if i not in not_run]
+    spec = contracts()
+    present = {cid for (impl, cid) in cells if impl in impls}
+    ids = [c for c in spec if c in present] + sorted(present - set(spec))
+    kept, tests = [], defaultdict(list)
+    for rec in records:
+        if rec["impl"] in impls:
+            tests[(rec["impl"], rec["contract"])].append(len(kept))
+            kept.append([strings(rec["nodeid"]), rec["outcome"], strings(rec.get("reason") or ""),
+                         rec.get("failure"), rec.get("ratios") or {}])
+    cell_out = {}
+    for (impl, cid), cell in cells.items():
+        if impl in impls:
+            cell_out[f"{impl} {cid}"] = {
+                "o": cell["outcome"], "t": conformance_report.cell_text(cell), "r": cell["max_ratio"],
+                "w": cell["worst_tensor"], "f": sorted(set(cell["failures"]) - {"FAIL"}),
+                "n": dict(cell["counts"]), "k": tests[(impl, cid)]}
+    return {
+        "path": rel.as_posix(), "main": is_main_matrix(rel), "device": meta.get("device") or "?",
+        "device_name": meta.get("device_name") or meta.get("device") or "?", "torch": str(meta.get("torch") or "?"),
+        "triton": meta.get("triton"), "cuda": meta.get("cuda"), "flash_attn": meta.get("flash_attn"),
+        "date": meta.get("date"), "seed": meta.get("seed", 0), "impls": impls, "not_run": not_run,
+        "contracts": ids, "cells": cell_out, "records": kept,
+    }
+
+
+def storage_data(storage: Path, strings: Strings, *, baseline_number: str | None, threshold: float) -> dict | None:
+    """One benchmark storage for the page: every saved run with every result (median, mean, min, max, rounds,
+    TFLOP/s, peak memory), the case of each benchmark, which run the tables show and which is the baseline."""
+    runs = load_runs(storage)
+    if not runs:
+        return None
+    shown = most_complete(runs)
+    baseline = next((r for r in runs if r.number == baseline_number), runs[0])
+    cases: dict[str, dict] = {}
+    out_runs = []
+    for run in runs:
+        results = {}
+        for name, r in run.results.items():
+            i = r.info
+            cases.setdefault(name, {
+                "impl": r.impl, "layout": i.get("layout"), "pass": i.get("pass"), "causal": bool(i.get("causal")),
+                "dtype": i.get("dtype"), "head_dim": i.get("head_dim"), "batch": i.get("batch"),
+                "heads": i.get("heads"), "seqlen": i.get("seqlen"), "name": r.name})
+            results[str(strings(name))] = {
+                "median": r.stats.get("median"), "mean": r.stats.get("mean"), "min": r.stats.get("min"),
+                "max": r.stats.get("max"), "rounds": r.stats.get("rounds"), "tflops": i.get("tflops"),
+                "peak": i.get("peak_memory_bytes"),
+                "host_bound": bool(is_host_bound(i.get("host_seconds"), i.get("device", "cpu")))}
+        out_runs.append({"title": run.title, "number": run.number, "label": run.label, "datetime": run.datetime,
+                         "commit": str(run.commit.get("id", ""))[:10], "load": run.context.get("host_load_1min"),
+                         "results": results})
+    return {"storage": storage.name, "machine": machine_line(shown.machine), "shown": runs.index(shown),
+            "baseline": runs.index(baseline), "threshold": threshold, "stat": COMPARED,
+            "cases": {str(strings(name)): case for name, case in cases.items()}, "runs": out_runs}
+
+
+def page_data(reports: Path, *, baseline: str | None = None, threshold: float = 0.10) -> dict:
+    """Everything the page's script draws, as one JSON-able object."""
+    strings = Strings()
+    matrices = [matrix_data(rel, data, strings) for rel, data in find_matrices(reports)]
+    storages = [d for s in storages_of(reports)
+                if (d := storage_data(s, strings, baseline_number=baseline, threshold=threshold))]
+    spec = contracts()
+    return {"contracts": [[cid, title] for cid, title in spec.items()], "matrices": matrices,
+            "benchmarks": storages, "threshold": threshold, "strings": strings.table}
+
+
+def _asset(name: str) -> str:
+    return (importlib.resources.files("attnconf") / "templates" / name).read_text(encoding="utf-8")
+
+
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.FunctionLoader(lambda name: _asset(name)), autoescape=True, undefined=jinja2.StrictUndefined,
+    trim_blocks=True, lstrip_blocks=True)
+
+
+def embed_json(data) -> Markup:
+    """JSON that is safe inside ``<script type="application/json">``: every ``<`` escaped (it only occurs in strings,
+    where ``\\u003c`` means the same), so no reason or test id can close the element."""
+    return Markup(json.dumps(_finite(data), separators=(",", ":"), allow_nan=False).replace("<", "\\u003c"))
+
+
+def _finite(value):
+    """JSON has no inf or NaN (a NONFINITE failure can record an infinite err/bound): they become the strings
+    "inf", "-inf", "nan", which the page prints as they are."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def png_data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+def render_html(data: dict, figures: dict[str, list[tuple[str, Path]]]) -> str:
+    """The page: the template with the data, the script and the style inlined, and the plots as data URIs."""
+    storages = [{"storage": s["storage"], "machine": s["machine"],
+                 "figures": [{"caption": c, "src": png_data_uri(p)} for c, p in figures.get(s["storage"], [])]}
+                for s in data["benchmarks"]]
+    return _TEMPLATES.get_template("report.html.j2").render(
+        data=embed_json(data), script=Markup(_asset("report.js")), style=Markup(_asset("report.css")),
+        matrices=data["matrices"], storages=storages)
+
+
+def write(reports: Path, *, replot: bool = True, **options) -> tuple[Path, Path]:
+    """``report.md`` and ``report.html`` in ``reports``, plots in ``reports/plots`` (drawn again unless ``replot``
+    is false and they exist)."""
+    figures: dict[str, list] = {}
+    text = build_markdown(reports, figures=figures, replot=replot, **options)
+    data = page_data(reports, baseline=options.get("baseline"), threshold=options.get("threshold", 0.10))
     md_path, html_path = reports / "report.md", reports / "report.html"
     md_path.write_text(text)
-    html_path.write_text(markdown_to_html(text, reports))
+    html_path.write_text(render_html(data, figures), encoding="utf-8")
     return md_path, html_path
 
 
@@ -508,9 +674,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--history", metavar="GLOB", help="benchmark whose history is plotted (default: the one in "
                         "the most runs, then the largest)")
     parser.add_argument("--threshold", type=float, default=10.0, help="regression threshold in percent (default 10)")
+    parser.add_argument("--keep-plots", action="store_true",
+                        help="reuse the PNGs already in reports/plots instead of drawing them again")
     args = parser.parse_args(argv)
     md_path, html_path = write(args.reports, baseline=args.baseline, history=args.history,
-                               threshold=args.threshold / 100)
+                               threshold=args.threshold / 100, replot=not args.keep_plots)
     print(f"wrote {md_path} and {html_path}")
     return 0
 
