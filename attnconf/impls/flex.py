@@ -22,14 +22,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import shutil
 import warnings
 from collections import OrderedDict
 from typing import Callable, Hashable
 
 import torch
 
-from attnconf import BOTTOM_RIGHT, TOP_LEFT, Capabilities, Implementation, register
+from attnconf import BOTTOM_RIGHT, TOP_LEFT, Capabilities, Implementation, compat, register
 from attnconf.validation import check_dense_inputs, check_packed_call
 
 try:
@@ -264,8 +263,10 @@ def _available(compiled: bool):
     def available() -> str | None:
         if flex_attention is None:
             return f"torch {torch.__version__} has no torch.nn.attention.flex_attention (needs torch >= 2.5)"
-        if compiled and shutil.which("g++") is None and shutil.which("c++") is None:
-            return "torch.compile needs a C++ compiler (g++) for its generated code: apt-get install g++"
+        if compiled and not compat.at_least(2, 6) and not torch.cuda.is_available():
+            return f"torch {torch.__version__} compiles FlexAttention for CUDA only (the CPU from torch 2.6)"
+        if compiled and (reason := compat.inductor_cpp_reason()):
+            return reason
         if compiled and os.environ.get("ATEN_CPU_CAPABILITY"):
             return _cpu_compile_probe(os.environ["ATEN_CPU_CAPABILITY"])
         return None

@@ -1,0 +1,141 @@
+"""attnconf.compat: torch feature gates, the timed run, and the tables across torch versions."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+import torch
+
+from attnconf import compat
+
+
+def test_versions_ignore_local_and_pre_release_suffixes():
+    assert compat.parse_version("2.9.1+cu128") == (2, 9, 1)
+    assert compat.parse_version("2.10.0a0+git1234") == (2, 10, 0)
+    assert compat.parse_version("2.6") == (2, 6, 0)
+    assert compat.by_version(["2.10.0", "2.9.1", "2.14.1", "2.6.0"]) == ["2.6.0", "2.9.1", "2.10.0", "2.14.1"]
+    with pytest.raises(ValueError):
+        compat.parse_version("main")
+
+
+def test_at_least_reads_the_installed_torch(monkeypatch):
+    monkeypatch.setattr(torch, "__version__", "2.9.1+cu128")
+    assert compat.at_least(2, 9) and compat.at_least(2, 9, 1) and not compat.at_least(2, 10)
+
+
+def test_inductor_reason_without_a_compiler(monkeypatch):
+    monkeypatch.setattr(compat.shutil, "which", lambda name: None)
+    assert "g++" in compat.inductor_cpp_reason()
+
+
+def test_inductor_reason_without_setuptools_names_the_torch_version(monkeypatch):
+    monkeypatch.setattr(compat.shutil, "which", lambda name: "/usr/bin/" + name)
+    monkeypatch.setitem(sys.modules, "torch.utils.cpp_extension", None)  # import now raises ImportError
+    monkeypatch.setattr(torch, "__version__", "2.9.1+cu128")
+    reason = compat.inductor_cpp_reason()
+    assert "torch 2.9.1+cu128" in reason and "setuptools" in reason
+
+
+def test_inductor_reason_is_none_where_it_can_build(monkeypatch):
+    monkeypatch.setattr(compat.shutil, "which", lambda name: "/usr/bin/" + name)
+    pytest.importorskip("torch.utils.cpp_extension")
+    assert compat.inductor_cpp_reason() is None
+
+
+def test_compiled_flex_takes_the_inductor_reason_and_eager_flex_does_not(monkeypatch):
+    from attnconf.impls import flex
+
+    monkeypatch.setattr(compat, "inductor_cpp_reason", lambda: "no toolchain (torch 9.9)")
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+    assert flex._available(True)() == "no toolchain (torch 9.9)"
+    assert flex._available(False)() is None
+
+
+def test_compiled_flex_before_2_6_is_cuda_only(monkeypatch):
+    from attnconf.impls import flex
+
+    monkeypatch.setattr(torch, "__version__", "2.5.1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert "torch 2.5.1" in flex._available(True)() and "CUDA only" in flex._available(True)()
+
+
+def test_run_records_versions_duration_and_exit_status(tmp_path, monkeypatch):
+    (tmp_path / "test_one.py").write_text("def test_ok():\n    pass\n\ndef test_bad():\n    assert False\n")
+    monkeypatch.setenv("TOX_ENV_NAME", "torch9.9")
+    status = compat.run(tmp_path / "reports", "conformance",
+                        [str(tmp_path / "test_one.py"), "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path)])
+    assert status == 1  # pytest's own: one test failed
+    records = list((tmp_path / "reports" / "runs").glob("conformance-torch*.json"))
+    assert len(records) == 1
+    record = json.loads(records[0].read_text())
+    assert record["exit_status"] == 1 and record["env"] == "torch9.9" and record["duration_s"] >= 0
+    assert record["torch"] == torch.__version__ and records[0].name == f"conformance-torch{torch.__version__.split('+')[0]}.json"
+
+
+def _matrix(directory, version, records, triton="3.2.0"):
+    meta = {"torch": version, "triton": triton, "device": "cpu", "device_name": "cpu", "date": "2026-12-01"}
+    path = directory / "conformance" / f"cpu-torch{version.split('+')[0]}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"meta": meta, "records": records}))
+
+
+def _rec(impl, contract, outcome, reason="", test="t"):
+    return {"impl": impl, "contract": contract, "nodeid": f"{contract}::{test}[{impl}]", "outcome": outcome,
+            "reason": reason}
+
+
+def test_compat_table_counts_contracts_and_lists_what_differs(tmp_path):
+    _matrix(tmp_path, "2.6.0+cu124", [
+        _rec("a", "MASK-1", "passed"), _rec("a", "MASK-1", "failed", "NUMERICS err", test="u"),
+        _rec("a", "GQA-1", "skipped", "torch 2.6.0 has no enable_gqa"),
+        _rec("b", "MASK-1", "skipped", "b needs CUDA"), _rec("b", "GQA-1", "skipped", "b needs CUDA"),
+    ])
+    _matrix(tmp_path, "2.10.0+cu128", [
+        _rec("a", "MASK-1", "passed"), _rec("a", "MASK-1", "passed", test="u"), _rec("a", "GQA-1", "passed"),
+        _rec("b", "MASK-1", "passed"), _rec("b", "GQA-1", "xfailed", "documented deviation"),
+    ], triton="3.6.0")
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "conformance-torch2.6.0.json").write_text(json.dumps(
+        {"torch": "2.6.0+cu124", "numpy": "2.3.5", "duration_s": 300.0, "exit_status": 1}))
+    text = compat.compat_markdown(tmp_path)
+    rows = [line for line in text.splitlines() if line.startswith("| 2.")]
+    assert [row.split(" | ")[0] for row in rows] == ["| 2.6.0+cu124", "| 2.10.0+cu128"]  # by version, not text
+    assert rows[0].split(" | ")[1:6] == ["3.2.0", "2.3.5", "5.0", "1", "1 / 1 / 3 / 0"]
+    assert rows[0].endswith("| 0 / 1 / 1 | not run¹ |")  # a: MASK-1 failed, GQA-1 skipped; b unavailable
+    assert rows[1].split(" | ")[3:5] == ["?", "?"]  # no run record: no duration claimed
+    assert rows[1].endswith("| 2 / 0 / 0 | 1 / 0 / 0 (+1 xfail) |")
+    assert "- `b` on torch 2.6.0: b needs CUDA" in text
+    differing = text.split("## Verdicts that differ")[1]
+    assert "`a` GQA-1: 2.6.0 SKIP (torch 2.6.0 has no enable_gqa); 2.10.0 PASS" in differing
+    assert "`a` MASK-1: 2.6.0 FAIL (1/2) (NUMERICS err" in differing or "`a` MASK-1: 2.6.0 FAIL (1/2)" in differing
+    assert "`b` GQA-1" in differing and "`b` MASK-1" in differing
+
+
+def _history(directory, version, times_s):
+    path = directory / "benchmarks" / f"cpu-torch{version}" / "Linux-CPython-3.11-64bit" / "0001_x.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"benchmarks": [
+        {"name": f"test_attention[{name}]", "stats": {"min": t}} for name, t in times_s.items()]}))
+
+
+def test_bench_table_compares_each_version_with_the_previous_one(tmp_path):
+    _history(tmp_path, "2.10.0", {"eager-fwd": 0.002, "sdpa-fwd": 0.001})
+    _history(tmp_path, "2.6.0", {"eager-fwd": 0.001, "sdpa-fwd": 0.001})
+    _history(tmp_path, "2.9.1", {"eager-fwd": 0.001})
+    text = compat.bench_markdown(tmp_path)
+    assert "| case | 2.6.0 | 2.9.1 | 2.10.0 |" in text
+    assert "| `eager-fwd` | 1 | 1 (1.00x) | **2 (2.00x)** |" in text
+    assert "| `sdpa-fwd` | 1 | – | 1 (1.00x) |" in text  # compared with the last version that ran it
+    assert "- `test_attention[eager-fwd]`: 2.9.1 1 ms -> 2.10.0 2 ms (2.00x)" in text
+    assert "sdpa-fwd`: " not in text
+
+
+def test_table_command_writes_both_and_fails_on_an_empty_folder(tmp_path, capsys):
+    assert compat.main(["table", str(tmp_path)]) == 1
+    _matrix(tmp_path, "2.6.0", [_rec("a", "MASK-1", "passed")])
+    _history(tmp_path, "2.6.0", {"x": 0.001})
+    assert compat.main(["table", str(tmp_path), "--output", str(tmp_path / "out")]) == 0
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {"compat.md", "benchmarks.md"}
