@@ -130,7 +130,14 @@ def gpu_set() -> list[BenchCase]:
     )
 
 
-BENCH_SETS: dict[str, Callable[[], list[BenchCase]]] = {"cpu": cpu_set, "gpu": gpu_set}
+def peers_set() -> list[BenchCase]:
+    """The peer table of issue 16 (one run, every peer beside triton-flash): bf16, head dim 64, 16 heads, 16k tokens
+    per batch, S = 1k, 4k, 16k, full and causal, forward and forward+backward."""
+    return _cases("dense", ("fwd", "fwd_bwd"), (1024, 4096, 16384), [torch.bfloat16], (64,), (False, True),
+                  tokens=16384, heads={64: 16})
+
+
+BENCH_SETS: dict[str, Callable[[], list[BenchCase]]] = {"cpu": cpu_set, "gpu": gpu_set, "peers": peers_set}
 
 
 def ordered(cases: list[BenchCase]) -> list[BenchCase]:
@@ -146,11 +153,12 @@ def ordered(cases: list[BenchCase]) -> list[BenchCase]:
 SET_DEFAULTS: dict[str, dict] = {
     "cpu": {"benchmark_max_time": "0.2", "benchmark_min_rounds": 3, "impl_budget": 60.0},
     "gpu": {"benchmark_max_time": "0.1", "benchmark_min_rounds": 10, "impl_budget": None},
+    "peers": {"benchmark_max_time": "0.1", "benchmark_min_rounds": 10, "impl_budget": None},
 }
 # Implementations that materialise the [S, S] score matrix (memory_efficient not declared) stop at this length in
 # each set: at 16k tokens and 32 heads one bf16 copy of it is 8 GiB at S = 8192, and such a run costs minutes
 # while showing nothing the shorter lengths do not (the memory plot's S^2 slope is plain from 1k to 4k).
-MATERIALISED_MAX_SEQLEN: dict[str, int | None] = {"cpu": None, "gpu": 4096}
+MATERIALISED_MAX_SEQLEN: dict[str, int | None] = {"cpu": None, "gpu": 4096, "peers": 4096}
 
 
 def causal_alignment(caps: Capabilities, case: BenchCase) -> str | None:

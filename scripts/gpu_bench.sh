@@ -21,7 +21,8 @@
 # then, here:  tar xzf <files_at>/gpu_bench.tar.gz   (at the repository root; adds the run to the history)
 #              python -m attnconf.report             (regenerates reports/ with every storage)
 # A recheck in a later call needs the baseline's JSON in the working tree (commit or keep it there).
-# Environment: FRESH=1 (baseline) starts a new history; TOTAL (s, default 540) is what the phase may take, shared
+# Environment: FRESH=1 (baseline) starts a new history; SAVE names the baseline phase's saved run (default baseline:
+# a recheck compares with the newest *_baseline.json); REPORT=0 packs the storage alone, without the report; TOTAL (s, default 540) is what the phase may take, shared
 # out as --bench-budget (override with BUDGET); SLOWED_IMPL names the slowed implementation; BENCH_ARGS adds pytest
 # arguments to every run (e.g. "--impl sdpa-*"); DEVICE and STORAGE (default cuda and
 # reports/benchmarks/<device>-torch<version>) exist for a dry run of this script on a CPU.
@@ -40,6 +41,8 @@ if [ -d .carry ] && [ -f scripts/gpu_site.sh ]; then
   # shellcheck disable=SC1091
   source scripts/gpu_site.sh  # carried packages (flash-attn 2 / 4), when the call carries them
 fi
+# shellcheck disable=SC1091
+source scripts/gpu_plugins.sh  # the pytest plugins, where attnconf is not installed (the device tool's copy)
 
 {
   date -u +"date %Y-%m-%dT%H:%M:%SZ"
@@ -79,12 +82,14 @@ phase() {  # phase NAME [pytest args...]: one pytest run, its log in $OUT/NAME.l
 }
 
 if [ "$what" != recheck ]; then
-  phase baseline --bench-budget "$budget" --benchmark-save=baseline
+  phase baseline --bench-budget "$budget" --benchmark-save="${SAVE:-baseline}"
 fi
 if [ "$what" = recheck ] && [ -n "${2:-}" ]; then
   base_file=$(ls "$storage"/*/"$2"_*.json 2>/dev/null | head -1)
 else
-  base_file=$(ls "$storage"/*/[0-9][0-9][0-9][0-9]_baseline.json 2>/dev/null | sort | tail -1)
+  saved=baseline
+  [ "$what" = baseline ] && saved=${SAVE:-baseline}  # the run this phase saved
+  base_file=$(ls "$storage"/*/[0-9][0-9][0-9][0-9]_"$saved".json 2>/dev/null | sort | tail -1)
 fi
 if [ -z "$base_file" ]; then
   echo "no baseline run found in $storage: see baseline.log" | tee -a "$summary"
@@ -94,6 +99,12 @@ base=$(basename "$base_file" | cut -c1-4)
 echo "baseline: $base_file" | tee -a "$summary"
 
 report() {
+  if [ "${REPORT:-1}" = 0 ]; then  # the run's storage only; the report is made afterwards, where the history is
+    tar czf "$out/gpu_bench.tar.gz" "$storage"
+    echo "total $(( $(date +%s) - started )) s (REPORT=0: no report made)" | tee -a "$summary"
+    cat "$summary"
+    return
+  fi
   python3 -m attnconf.report --baseline "$base" >"$out/report.log" 2>&1 || echo "report failed: see report.log" \
     | tee -a "$summary"
   tar czf "$out/gpu_bench.tar.gz" "$storage" reports/plots reports/report.md reports/report.html 2>>"$out/report.log"

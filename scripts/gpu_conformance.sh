@@ -7,6 +7,8 @@ set -uo pipefail
 out=${OUT:-reports}
 mkdir -p "$out/conformance"
 export PYTHONUNBUFFERED=1
+# shellcheck disable=SC1091
+source "$(dirname "$0")/gpu_plugins.sh"  # the pytest plugins, where attnconf is not installed
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
 python3 -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)" | tee -a "$out/gpu.txt"
 # shellcheck disable=SC2086  # TESTS may name several paths

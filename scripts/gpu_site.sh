@@ -15,3 +15,5 @@ for archive in .carry/fa4/fa4-site.tar.xz .carry/fa2/flash-attn-site.tar.xz "$@"
 done
 export PYTHONPATH="$SITE:$SITE/nvidia_cutlass_dsl/dsl_packages${PYTHONPATH:+:$PYTHONPATH}"
 export FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED=1  # flash-attn 4 keeps JIT-compiled kernels on disk across processes
+# shellcheck disable=SC1091
+source "$(dirname "${BASH_SOURCE[0]}")/gpu_plugins.sh"  # the pytest plugins, where attnconf is not installed

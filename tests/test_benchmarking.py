@@ -61,7 +61,7 @@ def test_varlen_lengths_spread_from_half_to_full():
     assert case(layout="dense", seqlen=64, batch=3).lengths() == [64, 64, 64]
 
 
-@pytest.mark.parametrize("name", sorted(benchmarking.BENCH_SETS))
+@pytest.mark.parametrize("name", ["cpu", "gpu"])
 def test_sets_have_unique_ids_head_dim_64_and_every_pass(name):
     cases = benchmarking.BENCH_SETS[name]()
     ids = [(c.layout, c.id) for c in cases]
@@ -78,6 +78,15 @@ def test_cases_run_cheapest_first():
 
 def test_gpu_set_keeps_16k_tokens_per_batch():
     assert {c.batch * c.seqlen for c in benchmarking.gpu_set() if c.layout == "dense"} == {16384}
+
+
+def test_peers_set_is_the_issue_16_table():
+    cases = benchmarking.peers_set()
+    assert len({c.id for c in cases}) == len(cases) == 12
+    assert {(c.layout, c.dtype, c.head_dim, c.heads, c.batch * c.seqlen) for c in cases} == {
+        ("dense", torch.bfloat16, 64, 16, 16384)}
+    assert {(c.pass_, c.seqlen, c.causal) for c in cases} == {
+        (p, s, m) for p in ("fwd", "fwd_bwd") for s in (1024, 4096, 16384) for m in (False, True)}
 
 
 def test_skip_reasons_come_from_the_manifest():
