@@ -88,14 +88,57 @@ def test_number_formatting():
     assert report.fmt_bytes(3 << 20) == "3.00 MiB" and report.fmt_percent(0.571) == "+57.1 %"
 
 
-def test_markdown_to_html_tables_lists_escaping_and_embedded_images(tmp_path):
-    (tmp_path / "p.png").write_bytes(PNG_MAGIC + b"rest")
-    text = "# Title <x>\n\nsome `code` here\n\n| a | b |\n|---|---|\n| 1 \\| 2 | <3> |\n\n- item\n\n![alt](p.png)\n"
-    page = report.markdown_to_html(text, tmp_path)
-    flat = re.sub(r">\s+<", "><", page)
-    assert "<h1>Title &lt;x&gt;</h1>" in page and "<code>code</code>" in page
-    assert "<td>1 | 2</td><td>&lt;3&gt;</td>" in flat and "<li>item</li>" in page
-    assert 'src="data:image/png;base64,iVBORw0KGgpyZXN0"' in page and "p.png" not in page
+def embedded(page: str) -> dict:
+    found = re.findall(r'<script type="application/json" id="report-data">(.*?)</script>', page, re.S)
+    assert len(found) == 1
+    return json.loads(found[0])
+
+
+def test_page_finds_every_matrix_and_embeds_its_cells_and_tests(tmp_path):
+    """Matrices anywhere under the reports folder (the main ones first), never benchmark histories or other JSON;
+    each cell as the Markdown matrix aggregates it, with its tests' records; a reason that holds </script> or an
+    infinite err/bound survives the embedding."""
+    meta = {**MACHINE, "date": "2026-11-21", "seed": 3}
+    records = [
+        {"impl": "flash", "contract": "DENSE-1", "nodeid": "conformance/t.py::a[flash]", "outcome": "passed",
+         "reason": "", "ratios": {"out": 0.8, "dq": 0.1}},
+        {"impl": "flash", "contract": "MASK-1", "nodeid": "conformance/t.py::b[flash]", "outcome": "failed",
+         "reason": "bad </script><b>", "ratios": {"out": float("inf")}, "failure": "NONFINITE"},
+        {"impl": "off", "contract": "DENSE-1", "nodeid": "conformance/t.py::a[off]", "outcome": "skipped",
+         "reason": "off: no GPU", "ratios": {}},
+    ]
+    for rel in ("conformance/gpu.json", "conformance/rerun/gpu.json", "a-first/gpu.json"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(json.dumps({"meta": meta, "records": records}))
+    (tmp_path / "calibration").mkdir()
+    (tmp_path / "calibration" / "x.json").write_text(json.dumps({"records": "not a matrix"}))
+    (tmp_path / "broken.json").write_text("{")
+    save_run(tmp_path / "benchmarks" / "gpu-torch2.11.0", 1, "baseline", full_run())
+
+    found = [rel.as_posix() for rel, _ in report.find_matrices(tmp_path)]
+    assert found == ["conformance/gpu.json", "a-first/gpu.json", "conformance/rerun/gpu.json"]
+    data = report.page_data(tmp_path)
+    main = data["matrices"][0]
+    assert main["main"] and not data["matrices"][1]["main"]
+    assert main["impls"] == ["flash"] and main["not_run"] == {"off": "off: no GPU"} and main["seed"] == 3
+    assert main["contracts"] == ["DENSE-1", "MASK-1"]  # spec order
+    dense = main["cells"]["flash DENSE-1"]
+    assert (dense["o"], dense["t"], dense["r"], dense["w"]) == ("passed", "PASS 0.80 out", 0.8, "out")
+    mask = main["cells"]["flash MASK-1"]
+    assert (mask["o"], mask["f"]) == ("failed", ["NONFINITE"])
+    nodeid, outcome, reason, failure, ratios = main["records"][mask["k"][0]]
+    assert (data["strings"][nodeid], outcome, data["strings"][reason], failure) == (
+        "conformance/t.py::b[flash]", "failed", "bad </script><b>", "NONFINITE")
+
+    report.write(tmp_path, threshold=0.10)
+    page = (tmp_path / "report.html").read_text()
+    assert embedded(page) == json.loads(json.dumps(report._finite(data)))  # what the script reads is the data
+    assert page.count("</script>") == 2  # the data's and the script's: the reason did not close either
+    assert embedded(page)["matrices"][0]["cells"]["flash MASK-1"]["r"] == "inf"
+    # self-contained: nothing loaded from elsewhere (plots inline, no script or style by address)
+    assert not re.search(r'(src|href)="(?!data:|#)', page)
+    assert page.count('src="data:image/png;base64,') == 3
+    assert '<article class="storage" data-storage="gpu-torch2.11.0">' in page
 
 
 def test_write_produces_markdown_html_and_plots(reports):
