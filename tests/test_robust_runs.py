@@ -67,3 +67,26 @@ def test_one_default_run_survives_every_kind_of_broken_implementation(tmp_path):
     for impl in ("eager", "sdpa-math"):
         assert _cells(data, impl) == _cells(alone, impl)
         assert all(outcome == "passed" for outcome, _ in _cells(alone, impl).values())
+
+
+def _verdicts(tmp_path: Path, name: str, *args: str) -> dict:
+    report = tmp_path / name
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "conformance/test_masks.py", "-q", "-p",
+         "no:cacheprovider", "--device", "cpu", "--impl", "eager,tiled-pytorch", "--conformance-report",
+         str(report), *args],
+        cwd=ROOT, env={k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}, capture_output=True,
+        text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    records = json.loads(next(report.glob("*.json")).read_text())["records"]
+    return {(r["impl"], r["nodeid"], r["contract"]): r["outcome"] for r in records}
+
+
+def test_two_workers_give_the_matrix_of_one_process(tmp_path):
+    # -n 2 spreads the tests over two worker processes; the inputs depend on the test and the seed only, so every
+    # verdict equals that of a run in this one process
+    serial = _verdicts(tmp_path, "serial", "--attnconf-isolation", "off")
+    spread = _verdicts(tmp_path, "spread", "-n", "2")
+    assert len(serial) > 50 and "passed" in serial.values()
+    assert spread == serial
