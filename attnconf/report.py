@@ -365,9 +365,10 @@ def conformance_section(reports: Path) -> list[str]:
     return lines
 
 
-def _figure(path: Path, draw, replot: bool) -> Path:
-    """``draw()`` writes the PNG at ``path``; without ``replot`` an existing file is kept as it is."""
-    return path if not replot and path.is_file() else draw()
+def _figure(replot: bool, draw, *args) -> Path:
+    """``draw(*args)`` writes the PNG at its last argument, the path; without ``replot`` an existing file is kept."""
+    path = args[-1]
+    return path if not replot and path.is_file() else draw(*args)
 
 
 def benchmark_section(storage: Path, reports: Path, *, baseline_number: str | None, history: str | None,
@@ -411,10 +412,8 @@ def benchmark_section(storage: Path, reports: Path, *, baseline_number: str | No
         title = f"{machine_line(shown.machine)}\n{heading}"
         lines += [f"#### {heading}", ""]
         if len({r.info['seqlen'] for r in results}) > 1:
-            tflops_png = _figure(plots / f"{stem}-tflops.png",
-                                 lambda: plot_tflops(results, colors, title, plots / f"{stem}-tflops.png"), replot)
-            memory_png = _figure(plots / f"{stem}-memory.png",
-                                 lambda: plot_memory(results, colors, title, plots / f"{stem}-memory.png"), replot)
+            tflops_png = _figure(replot, plot_tflops, results, colors, title, plots / f"{stem}-tflops.png")
+            memory_png = _figure(replot, plot_memory, results, colors, title, plots / f"{stem}-memory.png")
             figures += [(f"TFLOP/s, {heading}", tflops_png), (f"peak memory per sequence, {heading}", memory_png)]
             lines += [f"![TFLOP/s, {heading}]({tflops_png.relative_to(reports)})", "",
                       f"![peak memory, {heading}]({memory_png.relative_to(reports)})", ""]
@@ -422,9 +421,7 @@ def benchmark_section(storage: Path, reports: Path, *, baseline_number: str | No
 
     name = pick_history_benchmark(runs, history)
     if name and sum(name in r.results for r in runs) >= 1:
-        png = _figure(plots / f"{storage.name}-history.png",
-                      lambda: plot_history(runs, name, baseline, threshold, plots / f"{storage.name}-history.png"),
-                      replot)
+        png = _figure(replot, plot_history, runs, name, baseline, threshold, plots / f"{storage.name}-history.png")
         figures.append((f"history of {name.split('::')[-1]}", png))
         lines += ["#### History", "", f"`{name}` across the saved runs, against `{baseline.title}`.", "",
                   f"![history]({png.relative_to(reports)})", ""]

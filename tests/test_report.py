@@ -89,7 +89,7 @@ def test_number_formatting():
 
 
 def embedded(page: str) -> dict:
-    found = re.findall(r'<script type="application/json" id="report-data">(.*?)</script>', page, re.S)
+    found = re.findall(r'<script type="application/json" id="report-data">(.*?)</script>', page, re.DOTALL)
     assert len(found) == 1
     return json.loads(found[0])
 
@@ -127,6 +127,7 @@ def test_page_finds_every_matrix_and_embeds_its_cells_and_tests(tmp_path):
     mask = main["cells"]["flash MASK-1"]
     assert (mask["o"], mask["f"]) == ("failed", ["NONFINITE"])
     nodeid, outcome, reason, failure, ratios = main["records"][mask["k"][0]]
+    assert ratios == {"out": float("inf")}
     assert (data["strings"][nodeid], outcome, data["strings"][reason], failure) == (
         "conformance/t.py::b[flash]", "failed", "bad </script><b>", "NONFINITE")
 

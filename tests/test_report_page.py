@@ -10,6 +10,7 @@ say which is missing. ATTNCONF_SCREENSHOTS=DIR keeps the screenshots of the comm
 from __future__ import annotations
 
 import colorsys
+import itertools
 import json
 import os
 import re
@@ -143,7 +144,7 @@ def check_colors(page: Page, drawn: list[dict], path: Path) -> None:
             assert c["color"] not in legend.values()
     passes.sort()
     lightness = [light for _, light in passes]
-    assert all(a >= b - 1e-9 for a, b in zip(lightness, lightness[1:])), passes  # shaded by err/bound
+    assert all(a >= b - 1e-9 for a, b in itertools.pairwise(lightness)), passes  # shaded by err/bound
     if passes and passes[-1][0] - passes[0][0] > 0.3:
         assert lightness[0] - lightness[-1] > 0.05  # and visibly so
 
@@ -310,7 +311,10 @@ def differing(a: Path, b: Path) -> set[tuple[str, str]]:
     cb, _ = expected_cells(b)
     impls = {i for i, _ in ca} & {i for i, _ in cb}
     contracts = {c for _, c in ca} | {c for _, c in cb}
-    key = lambda cell: None if cell is None else (cell["outcome"], sorted(set(cell["failures"]) - {"FAIL"}))  # noqa: E731
+
+    def key(cell):
+        return None if cell is None else (cell["outcome"], sorted(set(cell["failures"]) - {"FAIL"}))
+
     return {(i, c) for i in impls for c in contracts if key(ca.get((i, c))) != key(cb.get((i, c)))}
 
 
