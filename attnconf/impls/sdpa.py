@@ -13,12 +13,13 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from attnconf import BOTTOM_RIGHT, TOP_LEFT, Capabilities, Implementation, register
+from attnconf import BOTTOM_RIGHT, TOP_LEFT, Capabilities, Implementation, compat, register
 from attnconf.layouts import swap_seq_heads, to_canonical
 from attnconf.reference import causal_visibility
 from attnconf.validation import check_dense_inputs
 
 HALF = {torch.float16, torch.bfloat16}
+GQA = compat.at_least(2, 5)  # SDPA's enable_gqa
 ALL = {torch.float32, torch.float16, torch.bfloat16}
 
 
@@ -36,10 +37,9 @@ def sdpa_attention(q, k, v, *, backend: SDPBackend, key_padding_mask=None, causa
     if key_padding_mask is not None:
         padding = key_padding_mask[:, None, None, :]
         attn_mask = padding if attn_mask is None else attn_mask & padding
+    gqa = {"enable_gqa": True} if q.shape[1] != k.shape[1] else {}  # a keyword of torch >= 2.5 (GQA declared there)
     with sdpa_kernel(backend):
-        return F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, is_causal=is_causal, scale=scale, enable_gqa=q.shape[1] != k.shape[1]
-        )
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal, scale=scale, **gqa)
 
 
 def _probe(backend: SDPBackend, device: str, dtype: torch.dtype):
@@ -75,7 +75,7 @@ _variant(
     SDPBackend.MATH,
     Capabilities(
         devices={"cpu", "cuda"}, dtypes=ALL, head_dims=None, causal={TOP_LEFT, BOTTOM_RIGHT},
-        key_padding_mask=True, varlen=True, gqa=True, backward=True, deterministic=True,
+        key_padding_mask=True, varlen=True, gqa=GQA, backward=True, deterministic=True,
     ),
     "cpu",
     torch.float32,
@@ -87,7 +87,7 @@ _variant(
     SDPBackend.FLASH_ATTENTION,
     Capabilities(
         devices={"cpu", "cuda"}, dtypes=ALL, head_dims={32, 64, 128}, causal={TOP_LEFT, BOTTOM_RIGHT},
-        key_padding_mask=True, varlen=True, gqa=True, backward=True, deterministic=True, memory_efficient=True,
+        key_padding_mask=True, varlen=True, gqa=GQA, backward=True, deterministic=True, memory_efficient=True,
         overrides={"cuda": dict(dtypes=HALF, causal_unequal=False, key_padding_mask=False, varlen=False,
                                 deterministic=False)},
         notes="CUDA: no attn_mask (so no key padding), causal only with seqlen_q == seqlen_k; fp16/bf16 only",
@@ -117,7 +117,7 @@ _variant(
     SDPBackend.CUDNN_ATTENTION,
     Capabilities(
         devices={"cuda"}, dtypes=HALF, head_dims={64, 128}, causal={TOP_LEFT, BOTTOM_RIGHT}, causal_unequal=False,
-        key_padding_mask=False, varlen=False, gqa=True, backward=True, memory_efficient=True, min_seqlen_k=2,
+        key_padding_mask=False, varlen=False, gqa=GQA, backward=True, memory_efficient=True, min_seqlen_k=2,
         notes="declared conservatively: mask and GQA support vary across cuDNN versions; causal only when square; "
               "no kernel for a key length of 1 ('No available kernel', H100/H200 with torch 2.11.0+cu130, "
               "2026-11-21)",
