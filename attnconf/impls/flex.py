@@ -1,14 +1,13 @@
 """FlexAttention (``torch.nn.attention.flex_attention``), compiled and eager, registered as two implementations.
 
-Every case goes through one mask function, so the compiled kernel is the same whatever the mask: each key
-carries a document id and a position, each query a document id and the first and last key position it may see,
-and
+Every case goes through one mask function, so the compiled kernel is the same whatever the mask: each query and
+key carries a document id and a position, and
 
-    visible(b, q, kv) = doc_q[b, q] == doc_k[b, kv]  and  lo_q[b, q] <= pos_k[b, kv] <= hi_q[b, q]
+    visible(b, q, kv) = doc_q[b, q] == doc_k[b, kv]  and  pos_k[b, kv] <= pos_q[b, q]
 
-- dense: every query is in document 0, a padded key in document -1 (so nothing sees it); ``hi_q`` is the query
-  index shifted by the causal alignment's offset (0 top-left, Sk - Sq bottom-right), ``lo_q`` and ``hi_q`` narrow
-  to the sliding window (bottom-right aligned), and both are huge numbers where nothing restricts them;
+- dense: every query is in document 0, a padded key in document -1 (so nothing sees it); ``pos_q`` is the query
+  index shifted by the causal alignment's offset (0 top-left, Sk - Sq bottom-right), or a huge number without
+  causal masking;
 - packed (varlen): a batch of one; the document is the sequence's index and positions count from each sequence's
   start, so causal alignment holds per sequence (the seeds' "document masks").
 
@@ -44,48 +43,32 @@ except ImportError:  # older torch: no typed options; FORCE_USE_FLEX_ATTENTION i
     _KERNEL_OPTION_NAMES = frozenset()
 
 HEAD_DIMS = frozenset({32, 64, 128})
-UNBOUNDED = 1 << 30  # a key limit past every key: no restriction on that side
+NOT_CAUSAL = 1 << 30  # a query position past every key: no causal restriction
 PADDED_KEY_DOC = -1  # the document of a masked key: no query belongs to it
 
 
 # ---- visibility as tensors ---------------------------------------------------------------------------------------
 
 
-def _query_limits(index_q, shift, causal, window):
-    """(lo, hi): the first and last key position each query may see (``shift`` is Sk - Sq of its sequence)."""
-    lo = torch.full_like(index_q, -UNBOUNDED)
-    hi = torch.full_like(index_q, UNBOUNDED)
-    if causal is not None:
-        hi = index_q + (shift if causal == BOTTOM_RIGHT else 0)
-    if window is not None:  # aligned bottom-right whatever the causal alignment (flash-attn's window_size)
-        left, right = window
-        centre = index_q + shift
-        if left >= 0:
-            lo = centre - left
-        if right >= 0:
-            hi = torch.minimum(hi, centre + right)
-    return lo, hi
-
-
-def dense_visibility(batch, seqlen_q, seqlen_k, key_padding_mask, causal, device, window=None):
-    """(doc_q, lo_q, hi_q, doc_k, pos_k), int32, each [B, S].
+def dense_visibility(batch, seqlen_q, seqlen_k, key_padding_mask, causal, device):
+    """(doc_q, pos_q, doc_k, pos_k), int32, each [B, S].
 
     flex evaluates the mask function with the batch index of the query even for a block mask built with batch
     size 1, so the tensors keep the full batch dimension.
     """
-    lo_q, hi_q = _query_limits(torch.arange(seqlen_q, dtype=torch.int64), seqlen_k - seqlen_q, causal, window)
-    as_batch = lambda t: t.to(device=device, dtype=torch.int32).repeat(batch, 1)  # noqa: E731
-    pos_k = as_batch(torch.arange(seqlen_k))
+    offset = {None: NOT_CAUSAL, TOP_LEFT: 0, BOTTOM_RIGHT: seqlen_k - seqlen_q}[causal]
+    pos_q = (torch.arange(seqlen_q, dtype=torch.int32, device=device) + offset).repeat(batch, 1)
+    pos_k = torch.arange(seqlen_k, dtype=torch.int32, device=device).repeat(batch, 1)
     doc_q = torch.zeros(batch, seqlen_q, dtype=torch.int32, device=device)
     if key_padding_mask is None:
         doc_k = torch.zeros(batch, seqlen_k, dtype=torch.int32, device=device)
     else:
         doc_k = torch.where(key_padding_mask, 0, PADDED_KEY_DOC).to(torch.int32)
-    return doc_q, as_batch(lo_q), as_batch(hi_q), doc_k, pos_k
+    return doc_q, pos_q, doc_k, pos_k
 
 
-def packed_visibility(lengths_q, lengths_k, causal, device, window=None):
-    """(doc_q, lo_q, hi_q, doc_k, pos_k) of a packed batch seen as one sequence of documents, each [1, T]."""
+def packed_visibility(lengths_q, lengths_k, causal, device):
+    """(doc_q, pos_q, doc_k, pos_k) of a packed batch seen as one sequence of documents, each [1, T]."""
 
     def docs_and_positions(lengths):
         lengths_t = torch.tensor(lengths, dtype=torch.int64)
@@ -95,15 +78,17 @@ def packed_visibility(lengths_q, lengths_k, causal, device, window=None):
 
     doc_q, pos_q = docs_and_positions(lengths_q)
     doc_k, pos_k = docs_and_positions(lengths_k)
-    shift = (torch.tensor(lengths_k, dtype=torch.int64) - torch.tensor(lengths_q, dtype=torch.int64))[doc_q]
-    lo_q, hi_q = _query_limits(pos_q, shift, causal, window)
-    return tuple(t.to(device=device, dtype=torch.int32)[None] for t in (doc_q, lo_q, hi_q, doc_k, pos_k))
+    if causal is None:
+        pos_q = torch.full_like(pos_q, NOT_CAUSAL)
+    elif causal == BOTTOM_RIGHT:
+        shift = torch.tensor(lengths_k) - torch.tensor(lengths_q)  # per sequence: Sk_b - Sq_b
+        pos_q = pos_q + shift[doc_q]
+    return tuple(t.to(device=device, dtype=torch.int32)[None] for t in (doc_q, pos_q, doc_k, pos_k))
 
 
-def visibility_mask_mod(doc_q, lo_q, hi_q, doc_k, pos_k):
+def visibility_mask_mod(doc_q, pos_q, doc_k, pos_k):
     def mask_mod(b, h, q_idx, kv_idx):
-        position = pos_k[b, kv_idx]
-        return (doc_q[b, q_idx] == doc_k[b, kv_idx]) & (position >= lo_q[b, q_idx]) & (position <= hi_q[b, q_idx])
+        return (doc_q[b, q_idx] == doc_k[b, kv_idx]) & (pos_k[b, kv_idx] <= pos_q[b, q_idx])
 
     return mask_mod
 
@@ -151,24 +136,24 @@ def _build(visibility, seqlen_q, seqlen_k, device) -> BlockMask:
     return create_block_mask(visibility_mask_mod(*visibility), batch, None, seqlen_q, seqlen_k, device=device)
 
 
-def dense_block_mask(batch, seqlen_q, seqlen_k, key_padding_mask, causal, device, window=None) -> BlockMask:
+def dense_block_mask(batch, seqlen_q, seqlen_k, key_padding_mask, causal, device) -> BlockMask:
     padding_key = None
     if key_padding_mask is not None:
         padding_key = (tuple(key_padding_mask.shape), key_padding_mask.cpu().numpy().tobytes())
-    key = ("dense", str(device), batch, seqlen_q, seqlen_k, causal, window, padding_key)
+    key = ("dense", str(device), batch, seqlen_q, seqlen_k, causal, padding_key)
     return BLOCK_MASKS.get(
         key,
-        lambda: _build(dense_visibility(batch, seqlen_q, seqlen_k, key_padding_mask, causal, device, window),
+        lambda: _build(dense_visibility(batch, seqlen_q, seqlen_k, key_padding_mask, causal, device),
                        seqlen_q, seqlen_k, device),
     )
 
 
-def packed_block_mask(lengths_q, lengths_k, causal, device, window=None) -> BlockMask:
-    key = ("packed", str(device), tuple(lengths_q), tuple(lengths_k), causal, window)
+def packed_block_mask(lengths_q, lengths_k, causal, device) -> BlockMask:
+    key = ("packed", str(device), tuple(lengths_q), tuple(lengths_k), causal)
     return BLOCK_MASKS.get(
         key,
-        lambda: _build(packed_visibility(lengths_q, lengths_k, causal, device, window), sum(lengths_q),
-                       sum(lengths_k), device),
+        lambda: _build(packed_visibility(lengths_q, lengths_k, causal, device), sum(lengths_q), sum(lengths_k),
+                       device),
     )
 
 
@@ -248,24 +233,24 @@ def _flex(q, k, v, block_mask, scale, *, compiled: bool):
         return flex_attention(q, k, v, block_mask=block_mask, scale=scale, enable_gqa=gqa)
 
 
-def flex_dense(q, k, v, *, key_padding_mask=None, causal=None, scale=None, window=None, compiled: bool):
+def flex_dense(q, k, v, *, key_padding_mask=None, causal=None, scale=None, compiled: bool):
     """Canonical dense call: [B, S, H, D] in and out."""
     check_dense_inputs(q, k, v, key_padding_mask, head_dims=HEAD_DIMS)
     batch, seqlen_q, seqlen_k = q.shape[0], q.shape[1], k.shape[1]
-    block_mask = dense_block_mask(batch, seqlen_q, seqlen_k, key_padding_mask, causal, q.device, window)
+    block_mask = dense_block_mask(batch, seqlen_q, seqlen_k, key_padding_mask, causal, q.device)
     out = _flex(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), block_mask, scale, compiled=compiled)
     return out.transpose(1, 2)
 
 
 def flex_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, *, causal=None, scale=None,
-                window=None, compiled: bool):
+                compiled: bool):
     """Packed call: [T, H, D] in and out; the batch is one row of documents."""
     lengths_q, lengths_k = check_packed_call(
         q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, head_dims=HEAD_DIMS
     )
     if q.shape[0] == 0 or k.shape[0] == 0:
         return q * 0  # no query, or no key for any query: every row is 0 (and so is dQ)
-    block_mask = packed_block_mask(lengths_q, lengths_k, causal, q.device, window)
+    block_mask = packed_block_mask(lengths_q, lengths_k, causal, q.device)
     as_batch = lambda t: t.unsqueeze(0).transpose(1, 2)  # noqa: E731  [T, H, D] -> [1, H, T, D]
     out = _flex(as_batch(q), as_batch(k), as_batch(v), block_mask, scale, compiled=compiled)
     return out.transpose(1, 2).squeeze(0)
@@ -298,7 +283,9 @@ def _cpu_compile_probe(capability: str | None) -> str | None:
       emits the host's vector code (``at::vec::transpose_block``, ``pack_vnni2``), which the pinned build does not
       provide: every call fails to compile;
     - torch 2.6 cannot lower the CPU flex template with dynamic shapes at all (``LoweringException: TypeError:
-      cannot determine truth value of Relational``, every length; seen under tox, 2026-12-01).
+      cannot determine truth value of Relational``, every length), and torch 2.7 and 2.8 generate C++ that does
+      not compile (``expected primary-expression before ')' token``, with or without ``_compile_settings``; both
+      seen under tox, 2026-12-01).
     That is torch's inconsistency, not a verdict on this wrapper, so the implementation says it cannot run.
     """
     q = torch.randn(1, 16, 1, 64)
@@ -316,12 +303,11 @@ def _cpu_compile_probe(capability: str | None) -> str | None:
 
 _COMMON = dict(
     devices={"cpu", "cuda"}, head_dims=HEAD_DIMS, causal={TOP_LEFT, BOTTOM_RIGHT}, key_padding_mask=True,
-    varlen=True, gqa=True, window=True, backward=True, deterministic=True,
+    varlen=True, gqa=True, backward=True, deterministic=True,
 )
 _WHAT_REBUILDS = (
-    "block masks are cached on (B, Sq, Sk, causal alignment, window) plus the key-padding mask's contents, or on the "
-    "packed batch's cu_seqlens: a new batch size, length, alignment, window, padding pattern or set of sequence "
-    "lengths rebuilds one"
+    "block masks are cached on (B, Sq, Sk, causal alignment) plus the key-padding mask's contents, or on the packed "
+    "batch's cu_seqlens: a new batch size, length, alignment, padding pattern or set of sequence lengths rebuilds one"
 )
 
 for _name, _compiled, _caps in (
