@@ -14,6 +14,7 @@ tests the very code that runs on the GPU.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import dataclass
@@ -85,6 +86,16 @@ GPU_BLOCKS = {
     ("dq", True, 128): Blocks(16, 32, 4, 1),
 }
 DELTA_BLOCKS = Blocks(128, 128, 4, 1)  # block_m rows per program; an elementwise pass, block_n unused
+
+
+def _apply_override(text: str | None) -> None:
+    """ATTNCONF_TRITON_BLOCKS='{"dkdv": [64, 64, 4, 2], ...}': the 16-bit D = 64 tiles of the named kernels, for a
+    measurement (scripts/gpu_triton_tiles.py tests and times a candidate through the whole suite this way)."""
+    for kernel, values in json.loads(text).items() if text else ():
+        GPU_BLOCKS[(kernel, False, 64)] = Blocks(*values)
+
+
+_apply_override(os.environ.get("ATTNCONF_TRITON_BLOCKS"))
 
 
 def blocks_for(kernel: str, head_dim: int, dtype: torch.dtype) -> Blocks:
