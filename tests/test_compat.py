@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import configparser
 import json
+import re
 import sys
+from collections import defaultdict
+from pathlib import Path
 
 import pytest
 import torch
 
 from attnconf import compat
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_versions_ignore_local_and_pre_release_suffixes():
@@ -139,3 +145,33 @@ def test_table_command_writes_both_and_fails_on_an_empty_folder(tmp_path, capsys
     _history(tmp_path, "2.6.0", {"x": 0.001})
     assert compat.main(["table", str(tmp_path), "--output", str(tmp_path / "out")]) == 0
     assert {p.name for p in (tmp_path / "out").iterdir()} == {"compat.md", "benchmarks.md"}
+
+
+def _tox_deps() -> dict[str, list[str]]:
+    """tox.ini's torch environments -> their factor-conditional deps (no tox needed to read them)."""
+    ini = configparser.ConfigParser(interpolation=None)
+    ini.read(ROOT / "tox.ini")
+    deps = defaultdict(list)
+    for line in ini["testenv"]["deps"].splitlines():
+        match = re.match(r"\s*torch2\.\{([\d,]+)\}:\s*(.+)|\s*torch2\.(\d+):\s*(.+)", line)
+        if match:
+            minors = (match.group(1) or match.group(3)).split(",")
+            for minor in minors:
+                deps[f"2.{minor}"].append((match.group(2) or match.group(4)).strip())
+    return deps
+
+
+def test_tox_pins_each_torch_with_a_triton_and_starts_at_the_supported_bound():
+    ini = configparser.ConfigParser(interpolation=None)
+    ini.read(ROOT / "tox.ini")
+    envlist = ini["tox"]["envlist"].strip()
+    minors = envlist.removeprefix("torch2.{").removesuffix("}").split(",")
+    deps = _tox_deps()
+    assert sorted(deps, key=compat.parse_version) == [f"2.{m}" for m in minors]
+    for version, pins in deps.items():
+        assert f"torch=={version}.*" in pins, version
+        assert sum(p.startswith("triton==") for p in pins) == 1, (version, pins)
+        triton = compat.parse_version(next(p for p in pins if p.startswith("triton==")).split("==")[1])
+        assert ("numpy<2.4" in pins) == (triton < (3, 7, 1)), (version, pins)  # the Triton interpreter's bound
+    oldest = min(deps, key=compat.parse_version)
+    assert f'"torch>={oldest}"' in (ROOT / "pyproject.toml").read_text()
