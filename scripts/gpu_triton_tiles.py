@@ -6,8 +6,9 @@ Shapes: bf16, H = 16, D = 64, 16k tokens (S = 4096 with B = 4, S = 16384 with B 
 candidates are timed on the forward, dK/dV's and dQ's on forward+backward (the other kernels at their defaults),
 each with triton.testing.do_bench (median, L2 flushed). This only chooses: the figures worth citing come from the
 benchmark suite afterwards. A candidate is kept when its geometric mean over the four shapes beats the default's by
-more than MARGIN (default 0.02); $OUT/override.json then holds the kept ones (ATTNCONF_TRITON_BLOCKS's format), and
-$OUT/tiles.json every measurement. BUDGET (seconds, default 200) bounds the sweep.
+more than MARGIN (default 0.02); $OUT/override-<kernels>.json then holds the kept ones (ATTNCONF_TRITON_BLOCKS's format), and
+$OUT/tiles.json every measurement (both suffixed with the kernels swept: KERNELS=dq writes tiles-dq.json).
+BUDGET (seconds, default 200) bounds the sweep.
 """
 
 from __future__ import annotations
@@ -40,11 +41,13 @@ STARTED = time.monotonic()
 TRITON = registry.select(["triton-flash"])[0]
 SHAPES = [(4, 4096), (1, 16384)]  # (batch, seqlen): 16k tokens
 HEADS, HEAD_DIM = 16, 64
-CANDIDATES = {  # (block_m, block_n, num_warps, num_stages); the first is the current default
-    "forward": [(128, 64, 8, 3), (128, 128, 8, 3), (128, 64, 8, 4), (128, 64, 4, 3), (128, 128, 8, 2)],
-    "dkdv": [(64, 64, 4, 3), (64, 64, 4, 2), (64, 64, 4, 4), (64, 128, 8, 3), (128, 64, 8, 3), (64, 64, 8, 3)],
-    "dq": [(128, 64, 8, 3), (128, 64, 8, 2), (128, 64, 8, 4), (128, 128, 8, 3), (64, 64, 4, 3)],
+CANDIDATES = {  # (block_m, block_n, num_warps, num_stages[, warp_specialize]); the first is the current default
+    "forward": [(128, 64, 8, 3), (128, 64, 8, 3, True), (128, 64, 4, 3, True), (128, 128, 8, 2, True)],
+    "dkdv": [(64, 64, 4, 3), (64, 64, 4, 3, True), (64, 64, 8, 3, True), (128, 64, 8, 2, True)],
+    "dq": [(128, 64, 8, 3), (128, 64, 8, 3, True), (128, 64, 4, 3, True), (64, 64, 4, 3, True)],
 }
+# KERNELS (comma-separated, default all): a compiler abort on one candidate then costs only its kernel's sweep
+KERNELS = [k for k in os.environ.get("KERNELS", ",".join(CANDIDATES)).split(",") if k]
 
 
 def measure(batch: int, seqlen: int, causal: bool, backward: bool) -> float:
@@ -66,7 +69,8 @@ def measure(batch: int, seqlen: int, causal: bool, backward: bool) -> float:
 
 def main() -> int:
     rows, override = [], {}
-    for kernel, candidates in CANDIDATES.items():
+    for kernel in KERNELS:
+        candidates = CANDIDATES[kernel]
         key = (kernel, False, HEAD_DIM)
         default = triton_flash.GPU_BLOCKS[key]
         means = {}
@@ -81,10 +85,12 @@ def main() -> int:
                     try:
                         rate = measure(batch, seqlen, causal, backward=kernel != "forward")
                     except Exception as exc:  # resources exceeded, say: reported, not fatal
-                        rate = None
-                        print(f"{kernel} {cand}: {type(exc).__name__}: {str(exc)[:160]}", flush=True)
+                        rate, error = None, f"{type(exc).__name__}: {str(exc)[:300]}"
+                        print(f"{kernel} {cand}: {error}", flush=True)
+                    else:
+                        error = None
                     rows.append(dict(kernel=kernel, blocks=cand, batch=batch, seqlen=seqlen, causal=causal,
-                                     timed="fwd" if kernel == "forward" else "fwd+bwd", tflops=rate))
+                                     timed="fwd" if kernel == "forward" else "fwd+bwd", tflops=rate, error=error))
                     rates.append(rate)
                     print(json.dumps(rows[-1]), flush=True)
             if all(r is not None for r in rates):
@@ -98,10 +104,11 @@ def main() -> int:
                 override[kernel] = list(best)
             print(f"{kernel}: default {base:.1f}, best {best} {means[best]:.1f} ({means[best] / base:.3f}x)"
                   + (" -> kept" if kernel in override else " -> default stays"), flush=True)
-    (OUT / "tiles.json").write_text(json.dumps({"rows": rows, "override": override,
+    suffix = "-" + "-".join(KERNELS)
+    (OUT / f"tiles{suffix}.json").write_text(json.dumps({"rows": rows, "override": override,
                                                 "device": torch.cuda.get_device_name(),
                                                 "torch": torch.__version__, "triton": triton.__version__}, indent=1))
-    (OUT / "override.json").write_text(json.dumps(override))
+    (OUT / f"override{suffix}.json").write_text(json.dumps(override))
     print("override:", json.dumps(override), flush=True)
     return 0
 

@@ -23,9 +23,30 @@ summary="$out/summary.txt"
 { date -u +"date %Y-%m-%dT%H:%M:%SZ"; echo "commit ${ATTNCONF_COMMIT:-unknown}"
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader; } 2>&1 | tee "$summary"
 
-OUT="$out" BUDGET=${SWEEP_BUDGET:-140} timeout -k 20 190 python3 scripts/gpu_triton_tiles.py > "$out/tiles.log" 2>&1
-echo "sweep: exit $? after $((SECONDS - start)) s; $(grep -E '^(forward|dkdv|dq):|^override' "$out/tiles.log" \
-  | tr '\n' ' ')" | tee -a "$summary"
+for kernel in forward dkdv dq; do  # one process each: a compiler abort costs one kernel's candidates
+  KERNELS=$kernel OUT="$out" BUDGET=${SWEEP_BUDGET:-60} timeout -k 10 90 python3 scripts/gpu_triton_tiles.py \
+    >> "$out/tiles.log" 2>&1
+  echo "sweep $kernel: exit $? at $((SECONDS - start)) s; $(grep -E "^$kernel:" "$out/tiles.log" | tail -1)" \
+    | tee -a "$summary"
+done
+python3 - "$out" <<'PY'
+import json, pathlib, sys
+out = pathlib.Path(sys.argv[1])
+merged, rows = {}, []
+for kernel in ("forward", "dkdv", "dq"):
+    for name, target in ((f"override-{kernel}.json", merged),):
+        path = out / name
+        if path.exists():
+            target.update(json.loads(path.read_text()))
+    path = out / f"tiles-{kernel}.json"
+    if path.exists():
+        rows += json.loads(path.read_text())["rows"]
+        path.unlink()
+    (out / f"override-{kernel}.json").unlink(missing_ok=True)
+(out / "override.json").write_text(json.dumps(merged))
+(out / "tiles.json").write_text(json.dumps({"rows": rows, "override": merged}, indent=1))
+print("override:", json.dumps(merged))
+PY
 override=$(cat "$out/override.json" 2>/dev/null || echo '{}')
 
 bench() {  # bench SAVE_NAME [override]: the peers set for triton-flash and sdpa-cudnn, one saved run
