@@ -99,10 +99,9 @@ def _key_block_visibility(s, rows, cols, seqlen_k, diag, kpm_row, stride_mask_s,
 def _forward_key_blocks(acc, row_sum, row_max, q, k_base, v_base, kpm_row, rows, offs_n, offs_d,
                         stride_k_s, stride_v_s, stride_mask_s, lo, hi, seqlen_k, diag, qk_scale,
                         BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr,
-                        MASKED: tl.constexpr, UPCAST: tl.constexpr, PRECISION: tl.constexpr,
-                        WARP_SPECIALIZE: tl.constexpr = False):
+                        MASKED: tl.constexpr, UPCAST: tl.constexpr, PRECISION: tl.constexpr):
     """Online softmax over key blocks [lo, hi): rescale the running sum and output whenever the max grows."""
-    for start_n in tl.range(lo, hi, BLOCK_N, warp_specialize=WARP_SPECIALIZE):
+    for start_n in range(lo, hi, BLOCK_N):
         cols = start_n + offs_n
         in_seq = cols < seqlen_k
         k_t = tl.load(k_base + cols[None, :] * stride_k_s + offs_d[:, None], mask=in_seq[None, :], other=0.0)
@@ -132,7 +131,7 @@ def attention_forward_kernel(
     seqlen_q, seqlen_k, group, qk_scale, bottom_right,
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, IS_VARLEN: tl.constexpr,
-    UPCAST: tl.constexpr, PRECISION: tl.constexpr, WARP_SPECIALIZE: tl.constexpr = False,
+    UPCAST: tl.constexpr, PRECISION: tl.constexpr,
 ):
     """One program: BLOCK_M query rows of one head of one sequence. Writes O and the two-part log-sum-exp."""
     pid_m, head, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
@@ -168,8 +167,7 @@ def attention_forward_kernel(
     acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
     acc, row_sum, row_max = _forward_key_blocks(
         acc, row_sum, row_max, q, k_base, v_base, kpm_row, rows, offs_n, offs_d, stride_k_s, stride_v_s,
-        stride_mask_s, 0, full, len_k, diag, qk_scale, BLOCK_N, CAUSAL, HAS_KPM, False, UPCAST, PRECISION,
-        WARP_SPECIALIZE)
+        stride_mask_s, 0, full, len_k, diag, qk_scale, BLOCK_N, CAUSAL, HAS_KPM, False, UPCAST, PRECISION)
     acc, row_sum, row_max = _forward_key_blocks(
         acc, row_sum, row_max, q, k_base, v_base, kpm_row, rows, offs_n, offs_d, stride_k_s, stride_v_s,
         stride_mask_s, full, hi, len_k, diag, qk_scale, BLOCK_N, CAUSAL, HAS_KPM, True, UPCAST, PRECISION)
@@ -219,7 +217,7 @@ def attention_backward_preprocess_kernel(
 def _dkdv_query_blocks(dk, dv, k_t, v_t, q_base, do_base, lse_base, delta_base, keep, cols, offs_m, offs_d,
                        stride_q_s, stride_do_s, stride_lse_part, lo, hi, len_q, diag, qk_scale,
                        BLOCK_M: tl.constexpr, CAUSAL_MASK: tl.constexpr, HAS_KPM: tl.constexpr,
-                       UPCAST: tl.constexpr, PRECISION: tl.constexpr, WARP_SPECIALIZE: tl.constexpr = False):
+                       UPCAST: tl.constexpr, PRECISION: tl.constexpr):
     """Accumulate one head's contributions to dK and dV of one key tile over query blocks [lo, hi).
 
     Scores are recomputed exactly as the forward computed them (q times transposed k, same operand roles), so the
@@ -227,7 +225,7 @@ def _dkdv_query_blocks(dk, dv, k_t, v_t, q_base, do_base, lse_base, delta_base, 
     (k times transposed q) rounds differently, and near-one-hot rows (large logits) then lose float32 accuracy in dV.
     Rows past the sequence load q = dO = 0 and log2(l) = +inf, so their p is exactly 0.
     """
-    for start_m in tl.range(lo, hi, BLOCK_M, warp_specialize=WARP_SPECIALIZE):
+    for start_m in range(lo, hi, BLOCK_M):
         rows = start_m + offs_m
         in_seq = rows < len_q
         q = tl.load(q_base + rows[:, None] * stride_q_s + offs_d[None, :], mask=in_seq[:, None], other=0.0)
@@ -262,7 +260,7 @@ def attention_backward_dkdv_kernel(
     seqlen_q, seqlen_k, group, qk_scale, sm_scale, bottom_right,
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, IS_VARLEN: tl.constexpr,
-    UPCAST: tl.constexpr, PRECISION: tl.constexpr, WARP_SPECIALIZE: tl.constexpr = False,
+    UPCAST: tl.constexpr, PRECISION: tl.constexpr,
 ):
     """One program: dK and dV of BLOCK_N keys of one kv head, summed over the query heads of its group.
 
@@ -314,7 +312,7 @@ def attention_backward_dkdv_kernel(
         dk, dv = _dkdv_query_blocks(dk, dv, k_t, v_t, q_base, do_base, lse_base, delta_base, keep, cols, offs_m,
                                     offs_d, stride_q_s, stride_do_s, stride_lse_part, tl.maximum(full, lo), len_q,
                                     len_q, diag,
-                                    qk_scale, BLOCK_M, False, HAS_KPM, UPCAST, PRECISION, WARP_SPECIALIZE)
+                                    qk_scale, BLOCK_M, False, HAS_KPM, UPCAST, PRECISION)
 
     dk_base = DK + b64 * stride_dk_b + k_start * stride_dk_s + kv_head * stride_dk_h
     dv_base = DV + b64 * stride_dv_b + k_start * stride_dv_s + kv_head * stride_dv_h
@@ -328,9 +326,9 @@ def attention_backward_dkdv_kernel(
 def _dq_key_blocks(dq, q, do, row_max, log_sum, delta, k_base, v_base, kpm_row, rows, offs_n, offs_d,
                    stride_k_s, stride_v_s, stride_mask_s, lo, hi, len_k, diag, qk_scale,
                    BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, MASKED: tl.constexpr,
-                   UPCAST: tl.constexpr, PRECISION: tl.constexpr, WARP_SPECIALIZE: tl.constexpr = False):
+                   UPCAST: tl.constexpr, PRECISION: tl.constexpr):
     """Accumulate dQ of one query tile over key blocks [lo, hi): dQ += dS K with dS = P * (dP - delta)."""
-    for start_n in tl.range(lo, hi, BLOCK_N, warp_specialize=WARP_SPECIALIZE):
+    for start_n in range(lo, hi, BLOCK_N):
         cols = start_n + offs_n
         in_seq = cols < len_k
         # scores exactly as the forward computes them (see _dkdv_query_blocks)
@@ -358,7 +356,7 @@ def attention_backward_dq_kernel(
     seqlen_q, seqlen_k, group, qk_scale, sm_scale, bottom_right,
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, IS_VARLEN: tl.constexpr,
-    UPCAST: tl.constexpr, PRECISION: tl.constexpr, WARP_SPECIALIZE: tl.constexpr = False,
+    UPCAST: tl.constexpr, PRECISION: tl.constexpr,
 ):
     """One program: dQ of BLOCK_M query rows of one head (its own tile: no atomics)."""
     pid_m, head, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
@@ -397,7 +395,7 @@ def attention_backward_dq_kernel(
     dq = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
     dq = _dq_key_blocks(dq, q, do, row_max, log_sum, delta, k_base, v_base, kpm_row, rows, offs_n, offs_d, stride_k_s,
                         stride_v_s, stride_mask_s, 0, full, len_k, diag, qk_scale, BLOCK_N, CAUSAL, HAS_KPM, False,
-                        UPCAST, PRECISION, WARP_SPECIALIZE)
+                        UPCAST, PRECISION)
     dq = _dq_key_blocks(dq, q, do, row_max, log_sum, delta, k_base, v_base, kpm_row, rows, offs_n, offs_d, stride_k_s,
                         stride_v_s, stride_mask_s, full, hi, len_k, diag, qk_scale, BLOCK_N, CAUSAL, HAS_KPM, True,
                         UPCAST, PRECISION)

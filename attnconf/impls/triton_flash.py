@@ -51,7 +51,6 @@ class Blocks:
     block_n: int
     num_warps: int = 4
     num_stages: int = 2
-    warp_specialize: bool = False  # tl.range(..., warp_specialize=) on the unmasked inner loop (Hopper: producer/consumer warps)
 
 
 # The interpreter runs programs one after the other as numpy code and pays both per operation and per element:
@@ -204,7 +203,7 @@ def _forward(q, k, v, kpm, cu_q, cu_k, problem: Problem):
             problem.seqlen_q, problem.seqlen_k, problem.group, problem.scale * kernels.LOG2E,
             HEAD_DIM=problem.head_dim, BLOCK_M=blocks.block_m, BLOCK_N=blocks.block_n, HAS_KPM=kpm is not None,
             IS_VARLEN=problem.varlen, num_warps=blocks.num_warps, num_stages=blocks.num_stages,
-            WARP_SPECIALIZE=blocks.warp_specialize, **_causal_options(problem), **_dot_options(q.dtype),
+            **_causal_options(problem), **_dot_options(q.dtype),
         )
     return out, lse
 
@@ -241,7 +240,7 @@ def _backward(dout, q, k, v, out, lse, kpm, cu_q, cu_k, problem: Problem):
             *_strides(dk, varlen), *_strides(dv, varlen), *_lse_strides(problem, lse), *mask_strides,
             problem.seqlen_q, problem.seqlen_k, problem.group, qk_scale, problem.scale,
             BLOCK_M=blocks.block_m, BLOCK_N=blocks.block_n, num_warps=blocks.num_warps,
-            num_stages=blocks.num_stages, WARP_SPECIALIZE=blocks.warp_specialize, **common,
+            num_stages=blocks.num_stages, **common,
         )
         blocks = blocks_for("dq", problem.head_dim, q.dtype)
         grid = (triton.cdiv(problem.seqlen_q, blocks.block_m), problem.heads_q, problem.batch)
@@ -251,7 +250,7 @@ def _backward(dout, q, k, v, out, lse, kpm, cu_q, cu_k, problem: Problem):
             *_strides(dq, varlen), *_lse_strides(problem, lse), *mask_strides,
             problem.seqlen_q, problem.seqlen_k, problem.group, qk_scale, problem.scale,
             BLOCK_M=blocks.block_m, BLOCK_N=blocks.block_n, num_warps=blocks.num_warps,
-            num_stages=blocks.num_stages, WARP_SPECIALIZE=blocks.warp_specialize, **common,
+            num_stages=blocks.num_stages, **common,
         )
     return dq, dk, dv
 
