@@ -36,6 +36,7 @@ class Capabilities:
     key_padding_mask: bool = False
     varlen: bool = False  # packed batches (natively, or through the shared pad/unpad adapter)
     gqa: bool = False  # Hq a multiple of Hkv, including MQA
+    window: bool = False  # sliding-window attention (left, right), aligned bottom-right (WINDOW)
     custom_scale: bool = True
     backward: bool = False
     deterministic: bool = False  # forward and backward bit-identical across repeats
@@ -77,6 +78,7 @@ class Capabilities:
         mask_with_causal: bool = False,
         varlen: bool = False,
         gqa: bool = False,
+        window: bool = False,
         custom_scale: bool = False,
         backward: bool = False,
         deterministic: bool = False,
@@ -112,6 +114,7 @@ class Capabilities:
             (key_padding_mask and not caps.key_padding_mask, "key-padding mask not declared (capability: key_padding_mask)"),
             (varlen and not caps.varlen, "packed variable-length batches not declared (capability: varlen)"),
             (gqa and not caps.gqa, "grouped-query attention not declared (capability: gqa)"),
+            (window and not caps.window, "sliding-window attention not declared (capability: window)"),
             (custom_scale and not caps.custom_scale, "custom softmax scale not declared (capability: custom_scale)"),
             (backward and not caps.backward, "backward pass not declared (capability: backward)"),
             (deterministic and not caps.deterministic, "determinism not declared (capability: deterministic)"),

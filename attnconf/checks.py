@@ -119,6 +119,8 @@ def _fused(result: dict[str, torch.Tensor]) -> Outcome:
 def dense_references(case: DenseCase, inputs: Inputs) -> Expected:
     """The golden in float64, the reference formulations in the test dtype and the rounding terms of a dense case."""
     kwargs = dict(key_padding_mask=inputs.key_padding_mask, causal=case.causal, scale=case.scale)
+    if case.window is not None:
+        kwargs["window"] = case.window
     golden = run_with_grads(reference_attention, inputs, backward=case.backward, dtype=torch.float64, **kwargs)
     autograd = run_with_grads(reference_attention, inputs, backward=case.backward, **kwargs)
     dout = inputs.dout if case.backward else None
@@ -130,7 +132,7 @@ def dense_references(case: DenseCase, inputs: Inputs) -> Expected:
 def run_dense(impl: Implementation, case: DenseCase, inputs: Inputs) -> Outcome:
     return run_with_grads(
         impl, inputs, backward=case.backward, key_padding_mask=inputs.key_padding_mask, causal=case.causal,
-        scale=case.scale,
+        scale=case.scale, window=case.window,
     )
 
 
@@ -155,13 +157,13 @@ def check_dense(
 def _varlen_call(fn, inputs: Inputs, case: VarlenCase):
     def call(q, k, v):
         return fn(q, k, v, inputs.cu_seqlens_q, inputs.cu_seqlens_k, inputs.max_seqlen_q, inputs.max_seqlen_k,
-                  causal=case.causal, scale=case.scale)
+                  causal=case.causal, scale=case.scale, window=case.window)
 
     return call
 
 
-def _reference_varlen(q, k, v, cu_q, cu_k, max_q, max_k, *, causal=None, scale=None):
-    return reference_varlen_attention(q, k, v, cu_q, cu_k, causal=causal, scale=scale)
+def _reference_varlen(q, k, v, cu_q, cu_k, max_q, max_k, *, causal=None, scale=None, window=None):
+    return reference_varlen_attention(q, k, v, cu_q, cu_k, causal=causal, scale=scale, window=window)
 
 
 def run_varlen(impl: Implementation, case: VarlenCase, inputs: Inputs) -> Outcome:
@@ -179,11 +181,12 @@ def check_varlen(
     fused = [
         _fused(fused_formulation_varlen(inputs.q, inputs.k, inputs.v, inputs.dout if case.backward else None,
                                         inputs.cu_seqlens_q, inputs.cu_seqlens_k, causal=case.causal,
-                                        scale=case.scale, formulation=f))
+                                        scale=case.scale, window=case.window, formulation=f))
         for f in FUSED_FORMULATIONS
     ]
     terms = rounding_terms_varlen(inputs.q, inputs.k, inputs.v, inputs.dout if case.backward else None,
-                                  inputs.cu_seqlens_q, inputs.cu_seqlens_k, causal=case.causal, scale=case.scale)
+                                  inputs.cu_seqlens_q, inputs.cu_seqlens_k, causal=case.causal, scale=case.scale,
+                                  window=case.window)
     actual = run_varlen(impl, case, inputs)
     judge(actual, Expected(golden, [autograd, *fused], terms), what=f"{impl.name} varlen [{case}]", expect_dtype=inputs.q.dtype,
           expect_device=inputs.q.device, record=record)

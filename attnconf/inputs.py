@@ -41,10 +41,12 @@ class DenseCase:
     backward: bool = False
     magnitude: float = 1.0  # q and k are multiplied by this (large logits)
     value_offset: float = 0.0  # added to v: values that share an offset do not average out over long rows
+    window: tuple[int, int] | None = None  # sliding window (left, right), bottom-right aligned; < 0 unbounded
 
     def needs(self) -> dict:
         """Capabilities this case needs, as keyword arguments for ``Capabilities.missing``."""
         return dict(
+            window=self.window is not None,
             dtype=self.dtype,
             head_dim=self.head_dim,
             causal=self.causal,
@@ -66,7 +68,7 @@ class DenseCase:
             f"B={self.batch} Sq={self.seqlen_q} Sk={self.seqlen_k} Hq={self.heads_q} Hkv={self.heads_kv} "
             f"D={self.head_dim} {_dtype_name(self.dtype)}"
         ]
-        for name in ("causal", "mask", "scale"):
+        for name in ("causal", "mask", "scale", "window"):
             if getattr(self, name) is not None:
                 parts.append(f"{name}={getattr(self, name)}")
         if self.magnitude != 1.0:
@@ -90,9 +92,11 @@ class VarlenCase:
     scale: float | None = None
     backward: bool = False
     value_offset: float = 0.0  # added to v (see DenseCase)
+    window: tuple[int, int] | None = None  # per sequence (see DenseCase)
 
     def needs(self) -> dict:
         return dict(
+            window=self.window is not None,
             dtype=self.dtype,
             head_dim=self.head_dim,
             causal=self.causal,
@@ -113,7 +117,7 @@ class VarlenCase:
             f"lengths_q={list(self.lengths_q)} lengths_k={list(self.lengths_k)} Hq={self.heads_q} "
             f"Hkv={self.heads_kv} D={self.head_dim} {_dtype_name(self.dtype)}"
         )
-        for name in ("causal", "scale"):
+        for name in ("causal", "scale", "window"):
             if getattr(self, name) is not None:
                 text += f" {name}={getattr(self, name)}"
         if self.value_offset:

@@ -11,31 +11,22 @@ from dataclasses import astuple, dataclass
 
 import torch
 
-from .capabilities import BOTTOM_RIGHT, TOP_LEFT
+from . import masks
 
 
 def causal_visibility(seqlen_q: int, seqlen_k: int, alignment: str, device=None) -> torch.Tensor:
     """bool [Sq, Sk]: True where query i may see key j under the given causal alignment."""
-    i = torch.arange(seqlen_q, device=device)[:, None]
-    j = torch.arange(seqlen_k, device=device)[None, :]
-    if alignment == TOP_LEFT:
-        return j <= i
-    if alignment == BOTTOM_RIGHT:
-        return j <= i + (seqlen_k - seqlen_q)
-    raise ValueError(f"unknown causal alignment {alignment!r}")
+    return masks.materialise(masks.causal(alignment, seqlen_q, seqlen_k), 1, 1, seqlen_q, seqlen_k, device)[0, 0]
 
 
 def visibility(
-    seqlen_q: int, seqlen_k: int, *, batch: int, key_padding_mask=None, causal: str | None = None, device=None
+    seqlen_q: int, seqlen_k: int, *, batch: int, key_padding_mask=None, causal: str | None = None, window=None,
+    device=None,
 ) -> torch.Tensor:
-    """bool [B, 1, Sq, Sk]: which keys each query row may attend to."""
-    visible = torch.ones(seqlen_q, seqlen_k, dtype=torch.bool, device=device)
-    if causal is not None:
-        visible = causal_visibility(seqlen_q, seqlen_k, causal, device=device)
-    visible = visible.expand(batch, 1, seqlen_q, seqlen_k)
-    if key_padding_mask is not None:
-        visible = visible & key_padding_mask[:, None, None, :]
-    return visible
+    """bool [B, 1, Sq, Sk]: which keys each query row may attend to (the predicates of ``masks.py``)."""
+    mask = masks.visibility_mask(seqlen_q, seqlen_k, key_padding_mask=key_padding_mask, causal_alignment=causal,
+                                 window=window)
+    return masks.materialise(mask, batch, 1, seqlen_q, seqlen_k, device)
 
 
 def reference_attention(
@@ -46,6 +37,7 @@ def reference_attention(
     key_padding_mask: torch.Tensor | None = None,
     causal: str | None = None,
     scale: float | None = None,
+    window: tuple[int, int] | None = None,
 ) -> torch.Tensor:
     """softmax(Q Kᵀ · scale, over visible keys) V in the canonical layout; rows with no visible key give 0."""
     batch, seqlen_q, heads_q, head_dim = q.shape
@@ -59,7 +51,8 @@ def reference_attention(
     v = v.repeat_interleave(group, dim=2)
     scores = torch.einsum("bqhd,bkhd->bhqk", q, k) * scale
     visible = visibility(
-        seqlen_q, seqlen_k, batch=batch, key_padding_mask=key_padding_mask, causal=causal, device=q.device
+        seqlen_q, seqlen_k, batch=batch, key_padding_mask=key_padding_mask, causal=causal, window=window,
+        device=q.device,
     )
     scores = scores.masked_fill(~visible, float("-inf"))
     row_max = scores.amax(dim=-1, keepdim=True).detach()
@@ -79,6 +72,7 @@ def reference_varlen_attention(
     *,
     causal: str | None = None,
     scale: float | None = None,
+    window: tuple[int, int] | None = None,
 ) -> torch.Tensor:
     """Packed attention defined as each sequence run alone through ``reference_attention``."""
     bounds_q, bounds_k = cu_seqlens_q.tolist(), cu_seqlens_k.tolist()
@@ -88,7 +82,7 @@ def reference_varlen_attention(
         ks, vs = k[bounds_k[b] : bounds_k[b + 1]], v[bounds_k[b] : bounds_k[b + 1]]
         if qs.shape[0] == 0:
             continue
-        out = reference_attention(qs[None], ks[None], vs[None], causal=causal, scale=scale)
+        out = reference_attention(qs[None], ks[None], vs[None], causal=causal, scale=scale, window=window)
         pieces.append(out[0])
     if not pieces:
         return q * 0.0
@@ -104,6 +98,7 @@ def fused_formulation(
     key_padding_mask: torch.Tensor | None = None,
     causal: str | None = None,
     scale: float | None = None,
+    window: tuple[int, int] | None = None,
 ) -> dict[str, torch.Tensor]:
     """The same function as the equations a fused kernel evaluates, in the dtype given, without autograd.
 
@@ -113,7 +108,7 @@ def fused_formulation(
     (as flash-attention's tests use a reordered reference). Returns out, and dq, dk, dv when ``dout`` is given.
     """
     visible = visibility(q.shape[1], k.shape[1], batch=q.shape[0], key_padding_mask=key_padding_mask,
-                         causal=causal, device=q.device)
+                         causal=causal, window=window, device=q.device)
     return _fused_visible(q, k, v, dout, visible, scale)
 
 
@@ -148,7 +143,7 @@ def _fused_visible(q, k, v, dout, visible, scale) -> dict[str, torch.Tensor]:
     return result
 
 
-def fused_formulation_reversed(q, k, v, dout, *, key_padding_mask=None, causal=None, scale=None):
+def fused_formulation_reversed(q, k, v, dout, *, key_padding_mask=None, causal=None, scale=None, window=None):
     """``fused_formulation`` with the keys (and the causal and padding masks) in reverse order.
 
     The function is unchanged (attention is invariant to the order of the keys), but every sum over keys
@@ -156,7 +151,7 @@ def fused_formulation_reversed(q, k, v, dout, *, key_padding_mask=None, causal=N
     """
     seqlen_q, seqlen_k = q.shape[1], k.shape[1]
     visible = visibility(seqlen_q, seqlen_k, batch=q.shape[0], key_padding_mask=key_padding_mask, causal=causal,
-                         device=q.device)
+                         window=window, device=q.device)
     flip = lambda t: t.flip(1)  # noqa: E731
     result = _fused_visible(q, flip(k), flip(v), dout, visible.flip(-1), scale)
     for name in ("dk", "dv"):
@@ -165,7 +160,7 @@ def fused_formulation_reversed(q, k, v, dout, *, key_padding_mask=None, causal=N
     return result
 
 
-def fused_formulation_varlen(q, k, v, dout, cu_seqlens_q, cu_seqlens_k, *, causal=None, scale=None,
+def fused_formulation_varlen(q, k, v, dout, cu_seqlens_q, cu_seqlens_k, *, causal=None, scale=None, window=None,
                              formulation=fused_formulation):
     """A fused formulation (``fused_formulation`` or ``fused_formulation_reversed``) per sequence of a packed batch."""
     bounds_q, bounds_k = cu_seqlens_q.tolist(), cu_seqlens_k.tolist()
@@ -177,7 +172,7 @@ def fused_formulation_varlen(q, k, v, dout, cu_seqlens_q, cu_seqlens_k, *, causa
         if sq.start == sq.stop:
             continue
         part = formulation(q[sq][None], k[sk][None], v[sk][None], None if dout is None else dout[sq][None],
-                                 causal=causal, scale=scale)
+                                 causal=causal, scale=scale, window=window)
         result["out"][sq] = part["out"][0]
         if dout is not None:
             result["dq"][sq], result["dk"][sk], result["dv"][sk] = part["dq"][0], part["dk"][0], part["dv"][0]
@@ -203,7 +198,8 @@ class RoundingTerms:
     length: int
 
 
-def rounding_terms(q, k, v, dout, *, key_padding_mask=None, causal=None, scale=None) -> dict[str, RoundingTerms]:
+def rounding_terms(q, k, v, dout, *, key_padding_mask=None, causal=None, scale=None,
+                   window=None) -> dict[str, RoundingTerms]:
     """``RoundingTerms`` of out (and dq, dk, dv when ``dout`` is given), computed in float64 from the inputs.
 
     Rounding a sum of L terms errs by about ``eps * sqrt(L)`` times the sum of their absolute values, which stays
@@ -211,7 +207,7 @@ def rounding_terms(q, k, v, dout, *, key_padding_mask=None, causal=None, scale=N
     collapse. The magnitudes follow the backward of ``_fused_visible``.
     """
     visible = visibility(q.shape[1], k.shape[1], batch=q.shape[0], key_padding_mask=key_padding_mask,
-                         causal=causal, device=q.device)
+                         causal=causal, window=window, device=q.device)
     return _rounding_terms_visible(q, k, v, dout, visible, scale)
 
 
@@ -258,14 +254,14 @@ def _rounding_terms_visible(q, k, v, dout, visible, scale) -> dict[str, Rounding
     return {name: RoundingTerms(stored[name], plain[name], scored[name], lengths[name]) for name in names}
 
 
-def rounding_terms_varlen(q, k, v, dout, cu_seqlens_q, cu_seqlens_k, *, causal=None, scale=None):
+def rounding_terms_varlen(q, k, v, dout, cu_seqlens_q, cu_seqlens_k, *, causal=None, scale=None, window=None):
     """``rounding_terms`` of a packed batch: the largest over its sequences."""
     bounds_q, bounds_k = cu_seqlens_q.tolist(), cu_seqlens_k.tolist()
     result: dict[str, RoundingTerms] = {}
     for b in range(len(bounds_q) - 1):
         sq, sk = slice(bounds_q[b], bounds_q[b + 1]), slice(bounds_k[b], bounds_k[b + 1])
         part = rounding_terms(q[sq][None], k[sk][None], v[sk][None], None if dout is None else dout[sq][None],
-                              causal=causal, scale=scale)
+                              causal=causal, scale=scale, window=window)
         for name, terms in part.items():
             old = result.get(name, terms)
             result[name] = RoundingTerms(*map(max, astuple(old), astuple(terms)))

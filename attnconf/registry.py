@@ -54,13 +54,15 @@ class Implementation:
         if not self.name or any(c.isspace() for c in self.name):
             raise ValueError(f"implementation name {self.name!r} must be non-empty without spaces")
 
-    def __call__(self, q, k, v, *, key_padding_mask=None, causal=None, scale=None) -> torch.Tensor:
-        return self.forward(q, k, v, **_in_use(key_padding_mask=key_padding_mask, causal=causal, scale=scale))
+    def __call__(self, q, k, v, *, key_padding_mask=None, causal=None, scale=None, window=None) -> torch.Tensor:
+        return self.forward(q, k, v, **_in_use(key_padding_mask=key_padding_mask, causal=causal, scale=scale,
+                                               window=window))
 
     def varlen(
-        self, q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, *, causal=None, scale=None
+        self, q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, *, causal=None, scale=None,
+        window=None,
     ) -> torch.Tensor:
-        options = _in_use(causal=causal, scale=scale)
+        options = _in_use(causal=causal, scale=scale, window=window)
         if self.varlen_forward is not None:
             return self.varlen_forward(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, **options)
         return varlen_through_dense(

@@ -15,7 +15,7 @@ from typing import Callable
 
 import torch
 
-from .capabilities import BOTTOM_RIGHT
+from .capabilities import BOTTOM_RIGHT, TOP_LEFT
 from .validation import check_packed_call, remember_host_values
 
 
@@ -90,9 +90,13 @@ def varlen_through_dense(
     *,
     causal: str | None = None,
     scale: float | None = None,
+    window: tuple[int, int] | None = None,
     head_dims: frozenset[int] | None = None,
 ) -> torch.Tensor:
-    """Run a packed batch through ``dense(q, k, v, key_padding_mask=..., causal=..., scale=...)``.
+    """Run a packed batch through ``dense(q, k, v, key_padding_mask=..., causal=..., scale=..., window=...)``.
+
+    Bottom-right alignment (causal, or a window) pads on the left, so each sequence's last query lines up with its
+    last key whatever the padded widths.
 
     The adapter checks cu_seqlens itself (it must read them to pad), so an implementation served through it is not
     judged on VALID-5; see ``conformance/test_validation.py``.
@@ -102,7 +106,9 @@ def varlen_through_dense(
     )
     if q.shape[0] == 0:
         return q.new_zeros(q.shape)
-    left = causal == BOTTOM_RIGHT
+    if window is not None and causal == TOP_LEFT:
+        raise NotImplementedError("a window (aligned bottom-right) with top-left causal masking through pad/unpad")
+    left = causal == BOTTOM_RIGHT or window is not None
     width_q, width_k = max(lengths_q), max(max(lengths_k), 1)
     mask = padding_mask(lengths_k, width_k, left=left, device=q.device)
     kwargs = {"key_padding_mask": mask}
@@ -110,6 +116,8 @@ def varlen_through_dense(
         kwargs["causal"] = causal
     if scale is not None:
         kwargs["scale"] = scale
+    if window is not None:
+        kwargs["window"] = window
     out = dense(
         pad(q, lengths_q, width_q, left=left),
         pad(k, lengths_k, width_k, left=left),

@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from attnconf import ALIGNMENTS, AttentionInputError, Capabilities, implementation
+from attnconf import ALIGNMENTS, AttentionInputError, Capabilities, implementation, masks
 
 
 def split_heads(x: torch.Tensor, num_heads: int, head_dim: int) -> torch.Tensor:
@@ -59,12 +59,13 @@ def check_merged_inputs(q, k, v, num_heads: int, head_dim: int, key_padding_mask
         key_padding_mask=True,
         varlen=True,
         gqa=True,
+        window=True,
         backward=True,
         deterministic=True,
-        notes="materialises the [Sq, Sk] score matrix: memory grows quadratically with sequence length",
+        notes="visibility from the predicates of attnconf/masks.py; materialises the [Sq, Sk] score matrix: memory grows quadratically with sequence length",
     ),
 )
-def eager_attention(q, k, v, *, num_heads, head_dim, key_padding_mask=None, causal=None, scale=None):
+def eager_attention(q, k, v, *, num_heads, head_dim, key_padding_mask=None, causal=None, scale=None, window=None):
     """From-scratch multi-head attention on merged heads (the seeds' exercise)."""
     check_merged_inputs(q, k, v, num_heads, head_dim, key_padding_mask)
     kv_heads = k.shape[-1] // head_dim
@@ -79,13 +80,10 @@ def eager_attention(q, k, v, *, num_heads, head_dim, key_padding_mask=None, caus
     q, k, v = (t.float() for t in (q, k, v))
     scores = (q @ k.transpose(-2, -1)) * scale  # [B, H, Sq, Sk]
 
-    seqlen_q, seqlen_k = scores.shape[-2:]
-    allowed = torch.ones(seqlen_q, seqlen_k, dtype=torch.bool, device=q.device)
-    if causal is not None:
-        offset = seqlen_k - seqlen_q if causal == "bottom_right" else 0
-        allowed = torch.tril(allowed, diagonal=offset)
-    if key_padding_mask is not None:
-        allowed = allowed & key_padding_mask[:, None, None, :]
+    batch, _, seqlen_q, seqlen_k = scores.shape
+    visible = masks.visibility_mask(seqlen_q, seqlen_k, key_padding_mask=key_padding_mask, causal_alignment=causal,
+                                    window=window)
+    allowed = masks.materialise(visible, batch, 1, seqlen_q, seqlen_k, device=q.device)
     scores = scores.masked_fill(~allowed, float("-inf"))
 
     # softmax that tolerates rows with nothing visible: those rows get all-zero weights

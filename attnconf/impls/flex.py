@@ -237,6 +237,15 @@ def flex_dense(q, k, v, *, key_padding_mask=None, causal=None, scale=None, compi
     """Canonical dense call: [B, S, H, D] in and out."""
     check_dense_inputs(q, k, v, key_padding_mask, head_dims=HEAD_DIMS)
     batch, seqlen_q, seqlen_k = q.shape[0], q.shape[1], k.shape[1]
+    if compiled and q.device.type == "cpu" and batch > 1 and seqlen_q != seqlen_k:
+        # compiled flex on the CPU (torch 2.13) reads the query-side mask tensors [B, Sq] with the key side's row
+        # stride when Sq != Sk: batch element 0 is right, the others off by O(1) (found 2026-12-02 by DENSE-3 with
+        # batch > 1; notes/flex-compiled.md). One element at a time is the path that is right.
+        return torch.cat([
+            flex_dense(q[i : i + 1], k[i : i + 1], v[i : i + 1], causal=causal, scale=scale, compiled=True,
+                       key_padding_mask=None if key_padding_mask is None else key_padding_mask[i : i + 1])
+            for i in range(batch)
+        ])
     block_mask = dense_block_mask(batch, seqlen_q, seqlen_k, key_padding_mask, causal, q.device)
     out = _flex(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), block_mask, scale, compiled=compiled)
     return out.transpose(1, 2)

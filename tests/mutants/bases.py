@@ -104,6 +104,34 @@ class EagerAttention:
         return torch.einsum("bhqk,bkhd->bqhd", probs, v)
 
 
+class WindowedAttention(EagerAttention):
+    """The eager base with a sliding window ``(left, right)``, aligned bottom-right: its own band, with tril/triu."""
+
+    window = None
+
+    def __call__(self, q, k, v, *, window=None, **options):
+        self.window = window  # one call at a time: the suite never calls an implementation concurrently
+        return super().__call__(q, k, v, **options)
+
+    def window_offset(self, seqlen_q: int, seqlen_k: int) -> int:
+        return seqlen_k - seqlen_q
+
+    def window_band(self, seqlen_q, seqlen_k, left, right, device) -> torch.Tensor:
+        offset = self.window_offset(seqlen_q, seqlen_k)
+        band = torch.ones(seqlen_q, seqlen_k, dtype=torch.bool, device=device)
+        if right >= 0:
+            band = band.tril(offset + right)
+        if left >= 0:
+            band = band.triu(offset - left)
+        return band
+
+    def visibility(self, batch, seqlen_q, seqlen_k, key_padding_mask, causal, device) -> torch.Tensor:
+        visible = super().visibility(batch, seqlen_q, seqlen_k, key_padding_mask, causal, device)
+        if self.window is not None:
+            visible = visible & self.window_band(seqlen_q, seqlen_k, *self.window, device)
+        return visible
+
+
 class _HandWrittenAttention(torch.autograd.Function):
     """Forward through the owner's steps; backward written out by hand, each piece an owner method."""
 

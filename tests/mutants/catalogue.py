@@ -20,7 +20,14 @@ from attnconf import ALIGNMENTS, BOTTOM_RIGHT, TOP_LEFT, Capabilities, Implement
 from attnconf.layouts import swap_seq_heads, to_canonical
 from attnconf.validation import AttentionInputError
 
-from .bases import HEAD_DIMS, EagerAttention, ManualBackwardAttention, PackedAttention, TiledAttention
+from .bases import (
+    HEAD_DIMS,
+    EagerAttention,
+    ManualBackwardAttention,
+    PackedAttention,
+    TiledAttention,
+    WindowedAttention,
+)
 
 # Everything the bases do, declared, so every contract runs against every mutant unless a mutant narrows it.
 FULL = Capabilities(
@@ -35,6 +42,7 @@ FULL = Capabilities(
     deterministic=True,
 )
 TILED = dataclasses.replace(FULL, backward=False)  # the tiled base has no backward of its own
+WINDOWED = dataclasses.replace(FULL, window=True)
 
 
 # ---- scale -----------------------------------------------------------------------------------------------------
@@ -52,6 +60,30 @@ class ScaleIgnored(EagerAttention):
 
     def softmax_scale(self, head_dim, scale):
         return super().softmax_scale(head_dim, None)
+
+
+# ---- sliding window -------------------------------------------------------------------------------------------
+
+
+class WindowLeftOffByOne(WindowedAttention):
+    """sliding window: one key too many on the left (j >= i + Sk - Sq - left - 1)"""
+
+    def window_band(self, seqlen_q, seqlen_k, left, right, device):
+        return super().window_band(seqlen_q, seqlen_k, left + 1 if left >= 0 else left, right, device)
+
+
+class WindowRightOffByOne(WindowedAttention):
+    """sliding window: one key too few on the right (j <= i + Sk - Sq + right - 1)"""
+
+    def window_band(self, seqlen_q, seqlen_k, left, right, device):
+        return super().window_band(seqlen_q, seqlen_k, left, right - 1 if right >= 0 else right, device)
+
+
+class WindowTopLeft(WindowedAttention):
+    """sliding window measured from the top-left (centre i instead of i + Sk - Sq)"""
+
+    def window_offset(self, seqlen_q, seqlen_k):
+        return 0
 
 
 # ---- key-padding mask ------------------------------------------------------------------------------------------
@@ -495,6 +527,9 @@ MUTANTS: list[Implementation] = [
     _packed("varlen-last-sequence-dropped", VarlenLastSequenceDropped),
     _packed("varlen-stops-at-empty-sequence", VarlenStopsAtEmptySequence),
     _packed("varlen-cu-seqlens-unchecked", VarlenCuSeqlensUnchecked),
+    _dense("window-left-off-by-one", WindowLeftOffByOne, WINDOWED),
+    _dense("window-right-off-by-one", WindowRightOffByOne, WINDOWED),
+    _dense("window-top-left", WindowTopLeft, WINDOWED),
     _dense("zero-output", ZeroOutput),
     _dense("zero-gradients", ZeroGradients),
     _implementation("mutant-nothing-validated", NothingValidated(), FULL, varlen_forward=NothingValidatedPacked()),
@@ -512,4 +547,5 @@ CONTROLS: list[Implementation] = [
     _implementation("control-manual-backward", ManualBackwardAttention(), FULL),
     _implementation("control-tiled", TiledAttention(), TILED),
     _implementation("control-packed", EagerAttention(), FULL, varlen_forward=PackedAttention()),
+    _implementation("control-windowed", WindowedAttention(), WINDOWED),
 ]
