@@ -90,6 +90,14 @@ def installed_versions() -> dict:
     return versions
 
 
+PARTIAL_OPTIONS = ("-k", "-m", "--impl", "--deselect", "--lf", "--last-failed", "-x", "--exitfirst")
+
+
+def is_partial(pytest_args: list[str]) -> bool:
+    """Whether these pytest arguments run only part of the suite (as the plugin's partial runs, which merge)."""
+    return any(arg.split("=", 1)[0] in PARTIAL_OPTIONS or "::" in arg for arg in pytest_args)
+
+
 def run(reports: Path, kind: str, pytest_args: list[str]) -> int:
     versions = installed_versions()
     started = datetime.datetime.now(datetime.timezone.utc)
@@ -106,6 +114,16 @@ def run(reports: Path, kind: str, pytest_args: list[str]) -> int:
     }
     out = Path(reports) / "runs" / f"{kind}-torch{str(versions['torch']).split('+')[0]}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
+    if is_partial(pytest_args):
+        # a rerun of some tests merges into the matrix (the plugin's partial runs); here it joins the full run's
+        # record instead of replacing its duration
+        if out.exists():
+            full = json.loads(out.read_text())
+            full.setdefault("reruns", []).append(
+                {key: record[key] for key in ("started", "duration_s", "exit_status", "pytest_args")})
+            record = full
+        else:
+            record["partial"] = True
     out.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
     print(f"attnconf.compat: {kind} run of torch {versions['torch']}: {record['duration_s']} s, "
           f"exit status {status}; recorded in {out}")
@@ -211,7 +229,9 @@ def compat_markdown(directory: Path) -> str:
         "run records under `runs/` (each written by one `tox -e torch<version>` run; README \"Across torch "
         "versions\"). A cell is contracts passed / failed / skipped for that implementation (a contract passes when "
         "every test of it that ran passed; xfail: declared expected failures); the per-test matrix of each "
-        "version is `conformance/<device>-torch<version>.md`.",
+        "version is `conformance/<device>-torch<version>.md`. Run: the whole suite's wall time; `+ N rerun`: tests "
+        "rerun later (a partial run, merged into the matrix: `python -m attnconf.compat run` keeps both), with their "
+        "exit statuses after the first.",
         "",
         "| torch | triton | numpy | run (min) | pytest exit | tests passed / failed / skipped / xfail | "
         + " | ".join(impls) + " |",
@@ -224,9 +244,15 @@ def compat_markdown(directory: Path) -> str:
             for outcome, n in count["tests"].items():
                 totals[outcome] += n
         duration = f"{record['duration_s'] / 60:.1f}" if record.get("duration_s") is not None else "?"
+        status = str(record.get("exit_status", "?"))
+        if record.get("partial"):
+            duration, status = f"({duration}, part)", f"({status})"
+        for rerun in record.get("reruns", []):
+            duration += f" + {rerun['duration_s'] / 60:.1f} rerun"
+            status += f", {rerun['exit_status']}"
         lines.append(
             f"| {meta['torch']} | {meta.get('triton') or '–'} | {record.get('numpy', '?')} | {duration} | "
-            f"{record.get('exit_status', '?')} | {totals['passed']} / {totals['failed']} / {totals['skipped']} / "
+            f"{status} | {totals['passed']} / {totals['failed']} / {totals['skipped']} / "
             f"{totals['xfailed']} | " + " | ".join(cell(counts[version].get(impl)) for impl in impls) + " |"
         )
     lines += ["", "¹ not run: every test skipped for one reason, the implementation's own:", ""]

@@ -15,6 +15,8 @@ import torch
 from attnconf import compat
 
 ROOT = Path(__file__).resolve().parent.parent
+# pytest without attnconf's plugins (what is timed here is the wrapper, not the suite), then --rootdir's value
+PLAIN_PYTEST = ["-q", "-p", "no:cacheprovider", "-p", "no:attnconf", "-p", "no:attnconf_benchmarks", "--rootdir"]
 
 
 def test_versions_ignore_local_and_pre_release_suffixes():
@@ -71,13 +73,14 @@ def test_run_records_versions_duration_and_exit_status(tmp_path, monkeypatch):
     (tmp_path / "test_one.py").write_text("def test_ok():\n    pass\n\ndef test_bad():\n    assert False\n")
     monkeypatch.setenv("TOX_ENV_NAME", "torch9.9")
     status = compat.run(tmp_path / "reports", "conformance",
-                        [str(tmp_path / "test_one.py"), "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path)])
+                        [str(tmp_path / "test_one.py"), *PLAIN_PYTEST, str(tmp_path)])
     assert status == 1  # pytest's own: one test failed
     records = list((tmp_path / "reports" / "runs").glob("conformance-torch*.json"))
     assert len(records) == 1
     record = json.loads(records[0].read_text())
     assert record["exit_status"] == 1 and record["env"] == "torch9.9" and record["duration_s"] >= 0
-    assert record["torch"] == torch.__version__ and records[0].name == f"conformance-torch{torch.__version__.split('+')[0]}.json"
+    assert record["torch"] == torch.__version__
+    assert records[0].name == f"conformance-torch{torch.__version__.split('+')[0]}.json"
 
 
 def _matrix(directory, version, records, triton="3.2.0"):
@@ -175,3 +178,30 @@ def test_tox_pins_each_torch_with_a_triton_and_starts_at_the_supported_bound():
         assert ("numpy<2.4" in pins) == (triton < (3, 7, 1)), (version, pins)  # the Triton interpreter's bound
     oldest = min(deps, key=compat.parse_version)
     assert f'"torch>={oldest}"' in (ROOT / "pyproject.toml").read_text()
+
+
+def test_sdpa_flash_declares_cpu_gqa_exactly_where_its_cpu_kernel_takes_it():
+    from attnconf import registered
+    from attnconf.impls import sdpa
+
+    manifest = registered()["sdpa-flash"].capabilities.on("cpu")
+    assert manifest.gqa == sdpa._takes_gqa(sdpa.SDPBackend.FLASH_ATTENTION, "cpu")
+    assert manifest.gqa == compat.at_least(2, 9)  # the version the notes name ("No available kernel" before it)
+    assert torch.__version__ in registered()["sdpa-flash"].capabilities.notes
+
+
+def test_a_partial_rerun_joins_the_full_runs_record(tmp_path):
+    (tmp_path / "test_one.py").write_text("def test_ok():\n    pass\n")
+    args = [str(tmp_path / "test_one.py"), *PLAIN_PYTEST, str(tmp_path)]
+    assert compat.is_partial(["-k", "x"]) and compat.is_partial(["--impl=eager"]) and compat.is_partial(["a.py::t"])
+    assert not compat.is_partial(["conformance", "-n", "2", "-o", "attnconf_reports=x"])
+    assert compat.run(tmp_path, "conformance", [*args, "-k", "ok"]) == 0  # no full run yet: marked partial
+    (record_path,) = (tmp_path / "runs").iterdir()
+    assert json.loads(record_path.read_text())["partial"] is True
+    record_path.unlink()
+    assert compat.run(tmp_path, "conformance", args) == 0
+    full = json.loads(record_path.read_text())
+    assert compat.run(tmp_path, "conformance", [*args, "-k", "ok"]) == 0
+    joined = json.loads(record_path.read_text())
+    assert joined["duration_s"] == full["duration_s"] and "partial" not in joined
+    assert [r["pytest_args"][-2:] for r in joined["reruns"]] == [["-k", "ok"]]

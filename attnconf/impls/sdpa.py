@@ -56,6 +56,21 @@ def _probe(backend: SDPBackend, device: str, dtype: torch.dtype):
     return functools.cache(available)
 
 
+@functools.cache
+def _takes_gqa(backend: SDPBackend, device: str) -> bool:
+    """Whether this backend runs grouped-query heads (enable_gqa) here: one tiny call, forward only."""
+    q, k = torch.zeros(1, 2, 8, 64, device=device), torch.zeros(1, 1, 8, 64, device=device)
+    try:
+        sdpa_attention(q, k, k, backend=backend)
+    except RuntimeError:
+        return False
+    return True
+
+
+# the CPU flash kernel takes enable_gqa from torch 2.9 ("No available kernel" on 2.6 to 2.8, seen under tox)
+FLASH_CPU_GQA = GQA and _takes_gqa(SDPBackend.FLASH_ATTENTION, "cpu")
+
+
 def _variant(name: str, backend: SDPBackend, capabilities: Capabilities, probe_device: str, probe_dtype) -> Implementation:
     return register(
         Implementation(
@@ -88,9 +103,12 @@ _variant(
     Capabilities(
         devices={"cpu", "cuda"}, dtypes=ALL, head_dims={32, 64, 128}, causal={TOP_LEFT, BOTTOM_RIGHT},
         key_padding_mask=True, varlen=True, gqa=GQA, backward=True, deterministic=True, memory_efficient=True,
-        overrides={"cuda": dict(dtypes=HALF, causal_unequal=False, key_padding_mask=False, varlen=False,
+        overrides={"cpu": dict(gqa=FLASH_CPU_GQA),
+                   "cuda": dict(dtypes=HALF, causal_unequal=False, key_padding_mask=False, varlen=False,
                                 deterministic=False)},
-        notes="CUDA: no attn_mask (so no key padding), causal only with seqlen_q == seqlen_k; fp16/bf16 only",
+        notes="CUDA: no attn_mask (so no key padding), causal only with seqlen_q == seqlen_k; fp16/bf16 only; CPU: "
+        f"GQA only where torch's CPU flash kernel takes enable_gqa (from 2.9; torch {torch.__version__}: "
+        f"{'yes' if FLASH_CPU_GQA else 'no, No available kernel'})",
     ),
     "cuda" if torch.cuda.is_available() else "cpu",
     torch.float16 if torch.cuda.is_available() else torch.float32,
