@@ -310,6 +310,20 @@ def _cpu_compile_probe(capability: str | None) -> str | None:
     return None
 
 
+def _eager_expected_failures() -> dict[str, str]:
+    """Deviations of eager flex on the installed torch (strict: one that goes away on a version shows as XPASS)."""
+    if compat.at_least(2, 10):
+        return {}
+    return {
+        "*test_large_logits[flex-eager-30.0-torch.bfloat16]": (
+            f"torch {torch.__version__} (before 2.10): eager flex_attention multiplies q and k in their own dtype and "
+            "casts the scores to float32 after (math_attention in torch/_higher_order_ops/flex_attention.py; 2.10 "
+            "casts q and k first), so bfloat16 logits of magnitude 30 carry bfloat16 rounding: err/bound 1.59 on "
+            "torch 2.6 and 2.7 (tox, 2026-12-02); the other half-precision cases stay inside the bound (up to 0.84)"
+        ),
+    }
+
+
 _COMMON = dict(
     devices={"cpu", "cuda"}, head_dims=HEAD_DIMS, causal={TOP_LEFT, BOTTOM_RIGHT}, key_padding_mask=True,
     varlen=True, gqa=True, backward=True, deterministic=True,
@@ -356,5 +370,6 @@ for _name, _compiled, _caps in (
             available=_available(_compiled),
             description=("torch.nn.attention.flex_attention under torch.compile" if _compiled
                          else "torch.nn.attention.flex_attention, eager (unfused)"),
+            expected_failures={} if _compiled else _eager_expected_failures(),
         )
     )
