@@ -124,7 +124,7 @@ def origin(name: str) -> str:
 
 
 def is_builtin(name: str) -> bool:
-    return origin(name).startswith("attnconf.impls.")
+    return origin(name).startswith("module attnconf.impls.")
 
 
 def unregister(name: str) -> None:

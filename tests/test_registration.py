@@ -139,3 +139,17 @@ def test_unavailable_reason_from_a_crashing_probe():
 
     impl = Implementation("probe-test", _forward, Capabilities(), available=probe)
     assert "fancy_kernels" in impl.unavailable_reason()
+
+
+def test_an_implementation_whose_every_test_skips_for_its_device_fails_the_run(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("the suite runs on CUDA here, where the CUDA-only implementation runs")
+    proc, records = run_suite(tmp_path, "--device", "cpu", "--impl-module", "tests.broken.off_device:CUDA_ONLY",
+                              "--impl", "cuda-only,eager")
+    assert {r["outcome"] for r in records if r["impl"] == "cuda-only"} == {"skipped"}
+    assert {r["outcome"] for r in records if r["impl"] == "eager"} == {"passed"}
+    assert proc.returncode == 1, proc.stdout[-2000:]
+    assert "every test of cuda-only skipped: device 'cpu' not declared" in proc.stdout
+    # a built-in left out of a device by its manifest, and not named by --impl, skips without failing the run
+    proc, _ = run_suite(tmp_path, "--device", "cpu", "--impl", "eager,flash-attn*")
+    assert proc.returncode == 0, proc.stdout[-2000:]
