@@ -68,6 +68,16 @@ def sliding_window(left: int, right: int, seqlen_q: int, seqlen_k: int) -> MaskF
     return window_mask
 
 
+def document(doc_q: torch.Tensor, doc_k: torch.Tensor) -> MaskFn:
+    """Packed batches: query i sees key j only within its own sequence (``doc_q`` [Tq], ``doc_k`` [Tk] hold each
+    position's sequence index)."""
+
+    def same_document(b, h, q_idx, kv_idx):
+        return doc_q[q_idx] == doc_k[kv_idx]
+
+    return same_document
+
+
 def and_masks(*masks: MaskFn) -> MaskFn:
     def both(b, h, q_idx, kv_idx):
         result = full(b, h, q_idx, kv_idx)
@@ -109,6 +119,27 @@ def visibility_mask(seqlen_q: int, seqlen_k: int, *, key_padding_mask=None, caus
     if key_padding_mask is not None:
         parts.append(key_padding(key_padding_mask))
     return and_masks(*parts)
+
+
+def contract_patterns(seqlen_q: int = 6, seqlen_k: int = 10) -> list[tuple[str, str, torch.Tensor]]:
+    """(contract, caption, bool [Sq, Sk]) for the report's pictures, drawn from the predicates above."""
+    padding = torch.tensor([[True] * (seqlen_k - 3) + [False] * 3])
+    docs_q, docs_k = torch.tensor([0, 0, 1, 1, 1, 2]), torch.tensor([0, 0, 0, 1, 1, 1, 1, 2, 2, 2])
+    shape = f"Sq={seqlen_q}, Sk={seqlen_k}"
+    patterns = [
+        ("DENSE-1", f"bidirectional ({shape})", full),
+        ("CAUSAL-3", f"causal, top-left: j <= i ({shape})", causal(TOP_LEFT, seqlen_q, seqlen_k)),
+        ("CAUSAL-2", f"causal, bottom-right: j <= i + Sk - Sq ({shape})", causal(BOTTOM_RIGHT, seqlen_q, seqlen_k)),
+        ("MASK-1", "key-padding mask, the last 3 keys padded", key_padding(padding)),
+        ("MASK-4", "key-padding mask and causal bottom-right",
+         and_masks(key_padding(padding), causal(BOTTOM_RIGHT, seqlen_q, seqlen_k))),
+        ("WINDOW-1", "sliding window (left 2, right 1), bottom-right", sliding_window(2, 1, seqlen_q, seqlen_k)),
+        ("WINDOW-1", "sliding window (3, 0) and causal bottom-right",
+         and_masks(sliding_window(3, 0, seqlen_q, seqlen_k), causal(BOTTOM_RIGHT, seqlen_q, seqlen_k))),
+        ("VARLEN-2", "packed batch of 3 sequences (q lengths 2, 3, 1; k lengths 3, 4, 3): no key of another "
+         "sequence", document(docs_q, docs_k)),
+    ]
+    return [(cid, caption, materialise(fn, 1, 1, seqlen_q, seqlen_k)[0, 0]) for cid, caption, fn in patterns]
 
 
 def picture(mask: torch.Tensor) -> str:

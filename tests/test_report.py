@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
 from attnconf import report
 
@@ -166,3 +167,17 @@ def test_write_produces_markdown_html_and_plots(reports):
 def test_report_without_results_says_so(tmp_path):
     text = report.build_markdown(tmp_path)
     assert "No conformance matrix saved yet" in text and "No benchmark run saved yet" in text
+
+
+def test_the_mask_pictures_come_from_the_reference_predicates():
+    from attnconf import masks
+    from attnconf.reference import visibility
+
+    patterns = {caption: mask for _, caption, mask in masks.contract_patterns()}
+    bottom_right = next(m for c, m in patterns.items() if c.startswith("causal, bottom-right"))
+    assert torch.equal(bottom_right, visibility(6, 10, batch=1, causal="bottom_right")[0, 0])
+    window = next(m for c, m in patterns.items() if c.startswith("sliding window (left 2, right 1)"))
+    assert torch.equal(window, visibility(6, 10, batch=1, window=(2, 1))[0, 0])
+    assert [row.sum().item() for row in window] == [4] * 5 + [3]  # keys i+4-2 .. i+4+1, clipped at the end
+    text = "\n".join(report.mask_section())
+    assert "**WINDOW-1**" in text and masks.picture(window) in text
