@@ -98,8 +98,20 @@ def is_partial(pytest_args: list[str]) -> bool:
     return any(arg.split("=", 1)[0] in PARTIAL_OPTIONS or "::" in arg for arg in pytest_args)
 
 
+def checkout_commit() -> str | None:
+    """The short commit of the working directory's git checkout (``+dirty`` with uncommitted changes), or None."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
 def run(reports: Path, kind: str, pytest_args: list[str]) -> int:
     versions = installed_versions()
+    versions["commit"] = checkout_commit()
     started = datetime.datetime.now(datetime.timezone.utc)
     clock = time.monotonic()
     status = subprocess.call([sys.executable, "-m", "pytest", *pytest_args])
@@ -120,7 +132,7 @@ def run(reports: Path, kind: str, pytest_args: list[str]) -> int:
         if out.exists():
             full = json.loads(out.read_text())
             full.setdefault("reruns", []).append(
-                {key: record[key] for key in ("started", "duration_s", "exit_status", "pytest_args")})
+                {key: record[key] for key in ("started", "duration_s", "exit_status", "pytest_args", "commit")})
             record = full
         else:
             record["partial"] = True
@@ -231,11 +243,11 @@ def compat_markdown(directory: Path) -> str:
         "every test of it that ran passed; xfail: declared expected failures); the per-test matrix of each "
         "version is `conformance/<device>-torch<version>.md`. Run: the whole suite's wall time; `+ N rerun`: tests "
         "rerun later (a partial run, merged into the matrix: `python -m attnconf.compat run` keeps both), with their "
-        "exit statuses after the first.",
+        "exit statuses and commits after the first; commit: the checkout the run tested (`?`: not recorded).",
         "",
-        "| torch | triton | numpy | run (min) | pytest exit | tests passed / failed / skipped / xfail | "
+        "| torch | triton | numpy | commit | run (min) | pytest exit | tests passed / failed / skipped / xfail | "
         + " | ".join(impls) + " |",
-        "|---" * (6 + len(impls)) + "|",
+        "|---" * (7 + len(impls)) + "|",
     ]
     for version in versions:
         meta, record = matrices[version]["meta"], runs.get(version, {})
@@ -247,11 +259,13 @@ def compat_markdown(directory: Path) -> str:
         status = str(record.get("exit_status", "?"))
         if record.get("partial"):
             duration, status = f"({duration}, part)", f"({status})"
+        commit = record.get("commit") or "?"
         for rerun in record.get("reruns", []):
             duration += f" + {rerun['duration_s'] / 60:.1f} rerun"
             status += f", {rerun['exit_status']}"
+            commit += f", {rerun.get('commit') or '?'}"
         lines.append(
-            f"| {meta['torch']} | {meta.get('triton') or '–'} | {record.get('numpy', '?')} | {duration} | "
+            f"| {meta['torch']} | {meta.get('triton') or '–'} | {record.get('numpy', '?')} | {commit} | {duration} | "
             f"{status} | {totals['passed']} / {totals['failed']} / {totals['skipped']} / "
             f"{totals['xfailed']} | " + " | ".join(cell(counts[version].get(impl)) for impl in impls) + " |"
         )

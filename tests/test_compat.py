@@ -108,13 +108,13 @@ def test_compat_table_counts_contracts_and_lists_what_differs(tmp_path):
     runs = tmp_path / "runs"
     runs.mkdir()
     (runs / "conformance-torch2.6.0.json").write_text(json.dumps(
-        {"torch": "2.6.0+cu124", "numpy": "2.3.5", "duration_s": 300.0, "exit_status": 1}))
+        {"torch": "2.6.0+cu124", "numpy": "2.3.5", "duration_s": 300.0, "exit_status": 1, "commit": "abc1234"}))
     text = compat.compat_markdown(tmp_path)
     rows = [line for line in text.splitlines() if line.startswith("| 2.")]
     assert [row.split(" | ")[0] for row in rows] == ["| 2.6.0+cu124", "| 2.10.0+cu128"]  # by version, not text
-    assert rows[0].split(" | ")[1:6] == ["3.2.0", "2.3.5", "5.0", "1", "1 / 1 / 3 / 0"]
+    assert rows[0].split(" | ")[1:7] == ["3.2.0", "2.3.5", "abc1234", "5.0", "1", "1 / 1 / 3 / 0"]
     assert rows[0].endswith("| 0 / 1 / 1 | not run¹ |")  # a: MASK-1 failed, GQA-1 skipped; b unavailable
-    assert rows[1].split(" | ")[3:5] == ["?", "?"]  # no run record: no duration claimed
+    assert rows[1].split(" | ")[3:6] == ["?", "?", "?"]  # no run record: no commit or duration claimed
     assert rows[1].endswith("| 2 / 0 / 0 | 1 / 0 / 0 (+1 xfail) |")
     assert "- `b` on torch 2.6.0: b needs CUDA" in text
     differing = text.split("## Verdicts that differ")[1]
