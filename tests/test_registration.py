@@ -153,3 +153,11 @@ def test_an_implementation_whose_every_test_skips_for_its_device_fails_the_run(t
     # a built-in left out of a device by its manifest, and not named by --impl, skips without failing the run
     proc, _ = run_suite(tmp_path, "--device", "cpu", "--impl", "eager,flash-attn*")
     assert proc.returncode == 0, proc.stdout[-2000:]
+
+
+def test_no_builtins_leaves_attnconfs_own_implementations_out(tmp_path):
+    proc, records = run_suite(tmp_path, "--no-builtins", "--impl-module", "examples.my_attention:my_attention")
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    assert {r["impl"] for r in records} == {"my-sdpa"}
+    proc, _ = run_suite(tmp_path, "--no-builtins", "--impl", "eager")
+    assert proc.returncode == 4 and "matches no registered implementation" in proc.stderr
