@@ -216,8 +216,8 @@ def differences(matrices: dict[str, dict], versions: list[str]) -> list[str]:
             verdicts[key][version] = (label, "; ".join(why))
     lines = []
     for (impl, contract), per_version in sorted(verdicts.items()):
-        labels = {per_version.get(v, ("absent", ""))[0] for v in versions}
-        if len(labels) == 1:
+        labels = {label for label, _ in per_version.values()}
+        if len(labels) == 1:  # the same wherever the contract ran (absent_contracts lists where it did not)
             continue
         parts = []
         for version in versions:
@@ -225,6 +225,14 @@ def differences(matrices: dict[str, dict], versions: list[str]) -> list[str]:
             parts.append(f"{version} {label}" + (f" ({why[:300]})" if why and not label.startswith("PASS") else ""))
         lines.append(f"- `{impl}` {contract}: " + "; ".join(parts))
     return lines
+
+
+def absent_contracts(matrices: dict[str, dict], versions: list[str]) -> dict[str, list[str]]:
+    """contract -> the versions whose run did not have it (the suite changed between the runs' commits)."""
+    present = {v: {record["contract"] for record in matrices[v]["records"]} for v in versions}
+    every = set().union(*present.values()) if present else set()
+    return {c: [v for v in versions if c not in present[v]] for c in sorted(every)
+            if any(c not in present[v] for v in versions)}
 
 
 def compat_markdown(directory: Path) -> str:
@@ -278,9 +286,23 @@ def compat_markdown(directory: Path) -> str:
                 reasons[(impl, count["unavailable"])].append(version)
     for (impl, reason), where in sorted(reasons.items()):
         lines.append(f"- `{impl}` on torch {', '.join(where)}: {reason}")
+    lines += ["", "## Failures and declared deviations, per version", ""]
+    for version in versions:
+        noted = [r for r in matrices[version]["records"] if r["outcome"] in ("failed", "xfailed")]
+        lines.append(f"- torch {version}: " + ("none" if not noted else f"{len(noted)}"))
+        for record in sorted(noted, key=lambda r: (r["outcome"], r["nodeid"])):
+            label = "XFAIL (declared)" if record["outcome"] == "xfailed" else f"FAIL {record.get('failure') or ''}"
+            reason = " ".join(str(record.get("reason", "")).split())[:240]
+            lines.append(f"  - {label.strip()} `{record['nodeid']}`: {reason}")
     diff = differences(matrices, versions)
     lines += ["", "## Verdicts that differ between torch versions", ""]
     lines += diff or ["None: every implementation has the same verdict on every contract on every version."]
+    absent = absent_contracts(matrices, versions)
+    if absent:
+        lines += ["", "## Contracts some runs did not have", "",
+                  "The suite gained them between the runs' commits; where they ran, their verdicts are compared above.",
+                  ""]
+        lines += [f"- {contract}: not in the runs of torch {', '.join(where)}" for contract, where in absent.items()]
     return "\n".join(lines) + "\n"
 
 

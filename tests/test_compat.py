@@ -121,6 +121,17 @@ def test_compat_table_counts_contracts_and_lists_what_differs(tmp_path):
     assert "`a` GQA-1: 2.6.0 SKIP (torch 2.6.0 has no enable_gqa); 2.10.0 PASS" in differing
     assert "`a` MASK-1: 2.6.0 FAIL (1/2) (NUMERICS err" in differing or "`a` MASK-1: 2.6.0 FAIL (1/2)" in differing
     assert "`b` GQA-1" in differing and "`b` MASK-1" in differing
+    failures = text.split("## Failures and declared deviations")[1].split("## ")[0]
+    assert "- torch 2.6.0: 1\n  - FAIL `MASK-1::u[a]`: NUMERICS err" in failures
+    assert "- torch 2.10.0: 1\n  - XFAIL (declared) `GQA-1::t[b]`: documented deviation" in failures
+
+
+def test_a_contract_missing_from_an_older_run_is_listed_apart(tmp_path):
+    _matrix(tmp_path, "2.6.0", [_rec("a", "MASK-1", "passed")])
+    _matrix(tmp_path, "2.7.0", [_rec("a", "MASK-1", "passed"), _rec("a", "WINDOW-1", "passed")])
+    text = compat.compat_markdown(tmp_path)
+    assert "None: every implementation has the same verdict" in text
+    assert "- WINDOW-1: not in the runs of torch 2.6.0" in text.split("## Contracts some runs did not have")[1]
 
 
 def _history(directory, version, times_s):
