@@ -141,22 +141,25 @@ def test_unavailable_reason_from_a_crashing_probe():
     assert "fancy_kernels" in impl.unavailable_reason()
 
 
+QUICK = ("-k", "head_dim_64 or square_causal")  # a few tests are enough to see which implementations ran
+
+
 def test_an_implementation_whose_every_test_skips_for_its_device_fails_the_run(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("the suite runs on CUDA here, where the CUDA-only implementation runs")
     proc, records = run_suite(tmp_path, "--device", "cpu", "--impl-module", "tests.broken.off_device:CUDA_ONLY",
-                              "--impl", "cuda-only,eager")
+                              "--impl", "cuda-only,eager", *QUICK)
     assert {r["outcome"] for r in records if r["impl"] == "cuda-only"} == {"skipped"}
     assert {r["outcome"] for r in records if r["impl"] == "eager"} == {"passed"}
     assert proc.returncode == 1, proc.stdout[-2000:]
     assert "every test of cuda-only skipped: device 'cpu' not declared" in proc.stdout
     # a built-in left out of a device by its manifest, and not named by --impl, skips without failing the run
-    proc, _ = run_suite(tmp_path, "--device", "cpu", "--impl", "eager,flash-attn*")
+    proc, _ = run_suite(tmp_path, "--device", "cpu", "--impl", "eager,flash-attn*", *QUICK)
     assert proc.returncode == 0, proc.stdout[-2000:]
 
 
 def test_no_builtins_leaves_attnconfs_own_implementations_out(tmp_path):
-    proc, records = run_suite(tmp_path, "--no-builtins", "--impl-module", "examples.my_attention:my_attention")
+    proc, records = run_suite(tmp_path, "--no-builtins", "--impl-module", "examples.my_attention:my_attention", *QUICK)
     assert proc.returncode == 0, proc.stdout[-2000:]
     assert {r["impl"] for r in records} == {"my-sdpa"}
     proc, _ = run_suite(tmp_path, "--no-builtins", "--impl", "eager")
