@@ -137,8 +137,9 @@ def run(reports: Path, kind: str, pytest_args: list[str]) -> int:
         else:
             record["partial"] = True
     out.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
-    print(f"attnconf.compat: {kind} run of torch {versions['torch']}: {record['duration_s']} s, "
-          f"exit status {status}; recorded in {out}")
+    took = round(time.monotonic() - clock, 1)
+    print(f"attnconf.compat: {kind} run of torch {versions['torch']}: {took} s, exit status {status}; recorded in "
+          f"{out}" + (" (a partial run: joined to the record of the whole run)" if record.get("reruns") else ""))
     return status
 
 
