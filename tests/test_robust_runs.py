@@ -88,5 +88,5 @@ def test_two_workers_give_the_matrix_of_one_process(tmp_path):
     # verdict equals that of a run in this one process
     serial = _verdicts(tmp_path, "serial", "--attnconf-isolation", "off")
     spread = _verdicts(tmp_path, "spread", "-n", "2")
-    assert len(serial) > 50 and "passed" in serial.values()
+    assert len(serial) >= 40 and "passed" in serial.values()
     assert spread == serial
