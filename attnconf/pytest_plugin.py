@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import fnmatch
+import functools
 import hashlib
 import importlib.resources
 import importlib.util
@@ -272,6 +273,7 @@ def reports_root(config: pytest.Config) -> Path:
     return Path(config.rootpath, config.getini("attnconf_reports"))
 
 
+@functools.cache  # asked for every collected test, several times; the answer does not change within a process
 def suite_dir() -> Path:
     """The folder of the conformance suite, wherever it is installed."""
     return Path(str(importlib.resources.files("attnconf.conformance"))).resolve()
