@@ -131,10 +131,14 @@ def gpu_set() -> list[BenchCase]:
 
 
 def peers_set() -> list[BenchCase]:
-    """The peer table of issue 16 (one run, every peer beside triton-flash): bf16, head dim 64, 16 heads, 16k tokens
-    per batch, S = 1k, 4k, 16k, full and causal, forward and forward+backward."""
-    return _cases("dense", ("fwd", "fwd_bwd"), (1024, 4096, 16384), [torch.bfloat16], (64,), (False, True),
-                  tokens=16384, heads={64: 16})
+    """The peer table of issue 16 (one run, every peer beside triton-flash): bf16, head dim 64, 16 heads, S = 1k, 4k,
+    16k, full and causal, forward and forward+backward; dense batches of 16k tokens, and packed (varlen) batches of
+    as many sequences (16k / S), their lengths spread evenly from S/2 to S (16 sequences of 512-1024 tokens,
+    4 of 2048-4096, one of 16384), for the implementations that take packed batches (flash-attn 2/4 varlen,
+    torch-varlen, flex-compiled with a document mask, triton-flash natively)."""
+    shape = dict(tokens=16384, heads={64: 16})
+    return [case for layout in LAYOUTS for case in _cases(
+        layout, ("fwd", "fwd_bwd"), (1024, 4096, 16384), [torch.bfloat16], (64,), (False, True), **shape)]
 
 
 BENCH_SETS: dict[str, Callable[[], list[BenchCase]]] = {"cpu": cpu_set, "gpu": gpu_set, "peers": peers_set}

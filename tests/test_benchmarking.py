@@ -82,11 +82,15 @@ def test_gpu_set_keeps_16k_tokens_per_batch():
 
 def test_peers_set_is_the_issue_16_table():
     cases = benchmarking.peers_set()
-    assert len({c.id for c in cases}) == len(cases) == 12
+    assert len({repr(c) for c in cases}) == len(cases) == 24
     assert {(c.layout, c.dtype, c.head_dim, c.heads, c.batch * c.seqlen) for c in cases} == {
-        ("dense", torch.bfloat16, 64, 16, 16384)}
-    assert {(c.pass_, c.seqlen, c.causal) for c in cases} == {
-        (p, s, m) for p in ("fwd", "fwd_bwd") for s in (1024, 4096, 16384) for m in (False, True)}
+        (layout, torch.bfloat16, 64, 16, 16384) for layout in ("dense", "varlen")}
+    assert {(c.layout, c.pass_, c.seqlen, c.causal) for c in cases} == {
+        (layout, p, s, m) for layout in ("dense", "varlen") for p in ("fwd", "fwd_bwd") for s in (1024, 4096, 16384)
+        for m in (False, True)}
+    # packed: sequences of different lengths (except the one 16k sequence), none longer than S
+    packed = {c.seqlen: c.lengths() for c in cases if c.layout == "varlen"}
+    assert packed[16384] == [16384] and len(set(packed[1024])) == 16 and max(packed[4096]) == 4096
 
 
 def test_skip_reasons_come_from_the_manifest():
