@@ -1,6 +1,6 @@
 """The peer table of issue 16 from one saved benchmark run: triton-flash beside the peers, and its ratios.
 
-    python3 scripts/peer_table.py RUN.json [--info SUMMARY.txt] [--output reports/peers/<storage>.md]
+    python3 scripts/peer_table.py RUN.json [--info SUMMARY.txt] [--output reports/peers/<storage>.md] [--ours NAME]
 
 RUN.json is one pytest-benchmark run of the ``peers`` set (``--bench-set peers``: bf16, head dim 64, 16 heads,
 S = 1k, 4k, 16k, full and causal, forward and forward+backward; dense batches of 16k tokens and packed batches of
@@ -100,7 +100,7 @@ def table(run: dict, info: str, heads: int = HEADS) -> str:
     for s, causal in ROWS:
         lines.append(f"| {label(s, causal)} | " + " | ".join(cell(values, i, s, causal) for i in [OURS, *PEERS]) + " |")
     lines += ["", f"Ratios of {OURS} to the best peer (named), to cuDNN and to flash-attn 2, forward / forward+backward "
-              "(above 1: triton-flash is faster):", "",
+              f"(above 1: {OURS} is faster):", "",
               "| S, mask | best peer fwd | ÷ best fwd | best peer fwd+bwd | ÷ best fwd+bwd | ÷ cuDNN | ÷ flash-attn 2 |",
               "|---|---|---|---|---|---|---|"]
     for s, causal in ROWS:
@@ -154,12 +154,17 @@ def table(run: dict, info: str, heads: int = HEADS) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global OURS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="one saved pytest-benchmark run (JSON) of the peers set")
     parser.add_argument("--info", type=Path, default=None, help="the run's summary.txt, copied into the header")
     parser.add_argument("--output", type=Path, default=None, help="Markdown file to write (default: print)")
     parser.add_argument("--heads", type=int, default=HEADS, help="the cases' head count (default 16)")
+    parser.add_argument("--ours", default=OURS, help="the implementation whose column and ratios lead "
+                        "(default triton-flash; e.g. a variant of it timed in the same run)")
     args = parser.parse_args(argv)
+    OURS = args.ours
+    TITLES.setdefault(OURS, OURS)
     run = json.loads(args.run.read_text())
     text = table(run, args.info.read_text() if args.info else "", args.heads)
     if args.output:

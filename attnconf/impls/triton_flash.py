@@ -335,7 +335,7 @@ def _unavailable() -> str | None:
     return None
 
 
-def flash_attention(q, k, v, *, key_padding_mask=None, causal=None, scale=None):
+def flash_attention(q, k, v, *, key_padding_mask=None, causal=None, scale=None, _loads=None):
     """FlashAttention-2 in Triton on [B, S, H, D] inputs: causal alignments, key-padding mask, GQA, backward."""
     check_dense_inputs(q, k, v, key_padding_mask, head_dims=HEAD_DIMS)
     scale = _check_options(q, causal, scale)
@@ -343,12 +343,12 @@ def flash_attention(q, k, v, *, key_padding_mask=None, causal=None, scale=None):
     kpm = None if key_padding_mask is None else key_padding_mask.view(torch.uint8)  # same bytes, loadable
     problem = Problem(batch=q.shape[0], seqlen_q=q.shape[1], seqlen_k=k.shape[1], heads_q=q.shape[2],
                       heads_kv=k.shape[2], head_dim=q.shape[3], causal=causal, scale=scale, varlen=False,
-                      tma=LOADS == "tma" and _tma_aligned(q, k, v))
+                      tma=(_loads or LOADS) == "tma" and _tma_aligned(q, k, v))
     return FlashAttentionFunction.apply(q, k, v, kpm, None, None, problem)
 
 
 def flash_attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, *, causal=None,
-                           scale=None):
+                           scale=None, _loads=None):
     """Packed batches [T, H, D] delimited by int32 cu_seqlens, as flash-attn's varlen API; no padding anywhere."""
     lengths_q, lengths_k = check_packed_call(
         q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, head_dims=HEAD_DIMS
@@ -357,7 +357,7 @@ def flash_attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, ma
     q, k, v = (_last_dim_contiguous(t) for t in (q, k, v))
     problem = Problem(batch=len(lengths_q), seqlen_q=max(lengths_q), seqlen_k=max(lengths_k), heads_q=q.shape[1],
                       heads_kv=k.shape[1], head_dim=q.shape[2], causal=causal, scale=scale, varlen=True,
-                      tma=LOADS == "tma" and _tma_aligned(q, k, v))
+                      tma=(_loads or LOADS) == "tma" and _tma_aligned(q, k, v))
     cu_q, cu_k = cu_seqlens_q.contiguous(), cu_seqlens_k.contiguous()
     return FlashAttentionFunction.apply(q, k, v, None, cu_q, cu_k, problem)
 
@@ -386,6 +386,23 @@ CAPABILITIES = Capabilities(
         "came too close to the bound. dK/dV summed over GQA groups inside one program: no atomics, deterministic."
     ),
 )
+
+def variant(name: str, loads: str) -> Implementation:
+    """The same kernels with another load path (``"pointer"`` or ``"tma"``), as an implementation of its own, for a
+    measurement beside ``triton-flash`` in one run (``scripts/triton_variants.py``); not registered here."""
+    if loads not in ("tma", "pointer"):
+        raise ValueError(f"loads must be 'tma' or 'pointer', got {loads!r}")
+
+    def dense(q, k, v, *, key_padding_mask=None, causal=None, scale=None):
+        return flash_attention(q, k, v, key_padding_mask=key_padding_mask, causal=causal, scale=scale, _loads=loads)
+
+    def packed(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, *, causal=None, scale=None):
+        return flash_attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, causal=causal,
+                                      scale=scale, _loads=loads)
+
+    return Implementation(name=name, forward=dense, varlen_forward=packed, capabilities=CAPABILITIES,
+                          available=_unavailable, description=f"{NAME} with {loads} loads")
+
 
 IMPLEMENTATION = register(
     Implementation(

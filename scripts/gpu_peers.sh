@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Device call 2 of notes/triton-kernel.md version 5: issue 16's peer table, dense and packed, in one saved run of the
+# benchmark suite (--bench-set peers, SAVE=peers-packed): triton-flash (TMA loads), triton-flash-pointer (version 4's
+# loads, for the version comparison inside the same run), cuDNN, flash-attn 4 and 2, SDPA flash, flex-compiled and
+# torch-varlen. Where the two 64 MiB carries could not bring flash-attn 4's archive in one piece, its first part
+# is read from /tmp, where call 1 (scripts/gpu_triton_tma.sh) left it on the same, still warm machine, and
+# flash-attn 2's build likewise; without them the run goes on without those implementations and says so.
+#   device tool: run(command="ATTNCONF_COMMIT=<sha> bash scripts/gpu_peers.sh", carry=[...], timeout_s=600)
+# Back in $OUT: gpu_bench.tar.gz (the storage with the run), summary.txt, logs.tar.gz. Here: tar xzf, then
+#   python3 scripts/peer_table.py <storage>/*/NNNN_peers-packed.json --info summary.txt --output reports/peers/...
+set -uo pipefail
+cd "$(dirname "$0")/.."
+start=$SECONDS
+out=${OUT:-/tmp/gpu_peers}
+mkdir -p "$out" .carry/fa4 .carry/fa2
+if [ ! -f .carry/fa4/fa4-site.tar.xz ]; then
+  parts=(/tmp/fa4-part-* .carry/fa4p/*)
+  have=$(for p in "${parts[@]}"; do [ -f "$p" ] && basename "$p" | sed 's/^fa4-part-//'; done | sort -u | tr '\n' ' ')
+  echo "flash-attn 4 archive parts found: $have" | tee "$out/site.txt"
+  if [ "$have" = "a b " ]; then
+    cat "$(ls /tmp/fa4-part-a .carry/fa4p/a 2>/dev/null | head -1)" "$(ls /tmp/fa4-part-b .carry/fa4p/b 2>/dev/null \
+      | head -1)" > .carry/fa4/fa4-site.tar.xz
+    echo "sha256 $(sha256sum .carry/fa4/fa4-site.tar.xz | cut -c1-16) (expected ${FA4_SHA256:-?})" | tee -a "$out/site.txt"
+  fi
+fi
+if [ ! -f .carry/fa2/flash-attn-site.tar.xz ] && [ -f /tmp/fa2-out/flash-attn-site.tar.xz ]; then
+  cp /tmp/fa2-out/flash-attn-site.tar.xz .carry/fa2/
+fi
+ls -l .carry/fa4 .carry/fa2 >> "$out/site.txt" 2>&1
+OUT="$out" SAVE=peers-packed REPORT=0 TOTAL=${TOTAL:-560} \
+  BENCH_ARGS="--bench-set peers --impl-module scripts.triton_variants:VARIANTS --impl triton-flash,triton-flash-pointer,sdpa-cudnn,flash-attn4,flash-attn2,sdpa-flash,flex-compiled,torch-varlen" \
+  bash scripts/gpu_bench.sh baseline
+cat "$out/site.txt" >> "$out/summary.txt"
+(cd "$out" && tar czf logs.tar.gz ./*.log site.txt 2>/dev/null; rm -f ./*.log)
+echo "gpu_peers: done in $((SECONDS - start)) s" | tee -a "$out/summary.txt"
