@@ -6,6 +6,7 @@ Conformance tests outside the manifest are skipped with a reason naming the capa
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -16,6 +17,7 @@ BOTTOM_RIGHT = "bottom_right"  # query i sees keys j <= i + Sk - Sq (flash-attn 
 ALIGNMENTS = (TOP_LEFT, BOTTOM_RIGHT)
 
 REQUIRED_HEAD_DIM = 64
+LSE_BASES = (None, "e", "2")
 ALL_FLOAT_DTYPES = frozenset({torch.float32, torch.float16, torch.bfloat16})
 
 
@@ -37,6 +39,11 @@ class Capabilities:
     varlen: bool = False  # packed batches (natively, or through the shared pad/unpad adapter)
     gqa: bool = False  # Hq a multiple of Hkv, including MQA
     window: bool = False  # sliding-window attention (left, right), aligned bottom-right (WINDOW)
+    softcap: bool = False  # cap * tanh(s / cap) on the scaled scores (SOFTCAP)
+    alibi: bool = False  # ALiBi slopes [H] and [B, H] (ALIBI)
+    sink: bool = False  # a sink logit per query head in the softmax denominator (SINK)
+    lse: str | None = None  # the base of the log-sum-exp returned with return_lse=True: "e" or "2" (LSE)
+    lse_empty_row: float = float("-inf")  # the lse of a row with no visible key (and no sink)
     custom_scale: bool = True
     backward: bool = False
     deterministic: bool = False  # forward and backward bit-identical across repeats
@@ -50,6 +57,8 @@ class Capabilities:
         for name in ("devices", "dtypes", "head_dims", "causal"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, frozenset(getattr(self, name)))
+        if self.lse not in LSE_BASES:
+            raise ValueError(f"unknown lse base {self.lse!r}; use one of {LSE_BASES}")
         unknown = set(self.causal) - set(ALIGNMENTS)
         if unknown:
             raise ValueError(f"unknown causal alignment(s) {sorted(unknown)}; use {ALIGNMENTS}")
@@ -79,6 +88,10 @@ class Capabilities:
         varlen: bool = False,
         gqa: bool = False,
         window: bool = False,
+        softcap: bool = False,
+        alibi: bool = False,
+        sink: bool = False,
+        lse: bool = False,
         custom_scale: bool = False,
         backward: bool = False,
         deterministic: bool = False,
@@ -115,6 +128,10 @@ class Capabilities:
             (varlen and not caps.varlen, "packed variable-length batches not declared (capability: varlen)"),
             (gqa and not caps.gqa, "grouped-query attention not declared (capability: gqa)"),
             (window and not caps.window, "sliding-window attention not declared (capability: window)"),
+            (softcap and not caps.softcap, "score softcapping not declared (capability: softcap)"),
+            (alibi and not caps.alibi, "ALiBi slopes not declared (capability: alibi)"),
+            (sink and not caps.sink, "attention sink logits not declared (capability: sink)"),
+            (lse and caps.lse is None, "returning the log-sum-exp not declared (capability: lse)"),
             (custom_scale and not caps.custom_scale, "custom softmax scale not declared (capability: custom_scale)"),
             (backward and not caps.backward, "backward pass not declared (capability: backward)"),
             (deterministic and not caps.deterministic, "determinism not declared (capability: deterministic)"),
@@ -156,4 +173,6 @@ def _plain(value: Any) -> Any:
         return sorted(str(v).replace("torch.", "") for v in value)
     if isinstance(value, torch.dtype):
         return str(value).replace("torch.", "")
+    if isinstance(value, float) and not math.isfinite(value):  # JSON has no infinities
+        return str(value)
     return value

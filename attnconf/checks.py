@@ -7,6 +7,7 @@ compare out, dQ, dK, dV, record the ratios, and raise AssertionError naming the 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -25,7 +26,7 @@ from .reference import (
     rounding_terms_varlen,
 )
 from .registry import Implementation
-from .tolerance import Comparison, compare
+from .tolerance import Comparison, compare, compare_lse
 
 Recorder = Callable[[Comparison], None]
 # the reference formulations beside autograd; the largest error among all of them sets the tolerance
@@ -38,18 +39,30 @@ class Outcome:
 
     out: torch.Tensor
     grads: dict[str, torch.Tensor] = field(default_factory=dict)
+    lse: torch.Tensor | None = None  # [B, Hq, Sq], natural log, when the call returned it
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {"out": self.out, **self.grads}
 
 
-def run_with_grads(fn: Callable[..., torch.Tensor], inputs: Inputs, *, backward: bool, dtype=None, **kwargs) -> Outcome:
-    """Call ``fn(q, k, v, **kwargs)`` on fresh leaves (cast to ``dtype`` if given); backward with ``dout``."""
+def run_with_grads(fn: Callable[..., torch.Tensor], inputs: Inputs, *, backward: bool, dtype=None, lse_base=None,
+                   **kwargs) -> Outcome:
+    """Call ``fn(q, k, v, **kwargs)`` on fresh leaves (cast to ``dtype`` if given); backward with ``dout``.
+
+    With ``return_lse=True`` in ``kwargs`` the call returns ``(out, lse)``, lse in ``lse_base`` ("e" or "2");
+    the outcome holds it in the natural base.
+    """
     # without a cast the leaves are the input tensors themselves (same storage and strides: views stay views)
     cast = (lambda t: t.detach().to(dtype)) if dtype is not None else (lambda t: t.detach())
     q, k, v = (cast(t).requires_grad_(backward) for t in (inputs.q, inputs.k, inputs.v))
     out = fn(q, k, v, **kwargs)
-    if isinstance(out, (tuple, list)):
+    lse = None
+    if kwargs.get("return_lse"):
+        if not (isinstance(out, (tuple, list)) and len(out) == 2 and all(isinstance(t, torch.Tensor) for t in out)):
+            raise WrongShape(f"with return_lse=True it returned {_kind(out)}, not the tuple (out, lse) of two tensors")
+        out, lse = out
+        lse = lse.detach() * (math.log(2.0) if lse_base == "2" else 1.0)
+    elif isinstance(out, (tuple, list)):
         raise WrongShape(
             f"returned a {type(out).__name__} of {len(out)} values (out, lse?) instead of the output tensor: the "
             "canonical interface returns out alone; register a function that returns result[0]"
@@ -57,16 +70,22 @@ def run_with_grads(fn: Callable[..., torch.Tensor], inputs: Inputs, *, backward:
     if not isinstance(out, torch.Tensor):
         raise WrongShape(f"returned a {type(out).__name__}, not a torch.Tensor")
     if not backward:
-        return Outcome(out.detach())
+        return Outcome(out.detach(), lse=lse)
     if out.numel() == 0 and not out.requires_grad:  # nothing to differentiate: every gradient is zero
-        return Outcome(out.detach(), {n: torch.zeros_like(t) for n, t in (("dq", q), ("dk", k), ("dv", v))})
+        return Outcome(out.detach(), {n: torch.zeros_like(t) for n, t in (("dq", q), ("dk", k), ("dv", v))}, lse)
     if not out.requires_grad:
         raise ConformanceFailure("backward is declared, but the output does not require grad (detached from q, k, v)")
     out.backward(inputs.dout.to(out.dtype))
     grads = {}
     for name, leaf in (("dq", q), ("dk", k), ("dv", v)):
         grads[name] = leaf.grad if leaf.grad is not None else torch.zeros_like(leaf)
-    return Outcome(out.detach(), grads)
+    return Outcome(out.detach(), grads, lse)
+
+
+def _kind(value) -> str:
+    if isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__} of {len(value)} values"
+    return f"a {type(value).__name__}"
 
 
 @dataclass
@@ -76,6 +95,7 @@ class Expected:
     golden: Outcome
     references: list[Outcome]
     terms: dict[str, RoundingTerms]  # per tensor, for the rounding floor (see tolerance.py)
+    lse_empty_row: float = -math.inf  # the lse the implementation declares for a row with no visible key
 
 
 def compare_all(actual: Outcome, expected: Expected) -> list[Comparison]:
@@ -84,6 +104,11 @@ def compare_all(actual: Outcome, expected: Expected) -> list[Comparison]:
     for name, tensor in actual.tensors().items():
         out.append(compare(name, tensor, expected.golden.tensors()[name],
                            [r.tensors()[name] for r in expected.references], terms=expected.terms[name]))
+    if expected.golden.lse is not None:
+        if actual.lse is None:
+            raise WrongShape("lse: the call returned none")
+        out.append(compare_lse(actual.lse, expected.golden.lse, [r.lse for r in expected.references],
+                               terms=expected.terms["lse"], empty_row=expected.lse_empty_row))
     return out
 
 
@@ -112,28 +137,34 @@ def judge(
     return comparisons
 
 
-def _fused(result: dict[str, torch.Tensor]) -> Outcome:
-    return Outcome(result.pop("out"), result)
+def _fused(result: dict[str, torch.Tensor], with_lse: bool = False) -> Outcome:
+    lse = result.pop("lse", None)
+    return Outcome(result.pop("out"), result, lse if with_lse else None)
 
 
-def dense_references(case: DenseCase, inputs: Inputs) -> Expected:
+def dense_options(case: DenseCase, inputs: Inputs) -> dict:
+    """The keyword arguments of a dense case's call (those in use), the same for the references and the
+    implementation."""
+    options = dict(key_padding_mask=inputs.key_padding_mask, causal=case.causal, scale=case.scale,
+                   window=case.window, softcap=case.softcap, alibi_slopes=inputs.alibi_slopes, sink=inputs.sink)
+    return {name: value for name, value in options.items() if value is not None}
+
+
+def dense_references(case: DenseCase, inputs: Inputs, lse_empty_row: float = -math.inf) -> Expected:
     """The golden in float64, the reference formulations in the test dtype and the rounding terms of a dense case."""
-    kwargs = dict(key_padding_mask=inputs.key_padding_mask, causal=case.causal, scale=case.scale)
-    if case.window is not None:
-        kwargs["window"] = case.window
-    golden = run_with_grads(reference_attention, inputs, backward=case.backward, dtype=torch.float64, **kwargs)
-    autograd = run_with_grads(reference_attention, inputs, backward=case.backward, **kwargs)
+    kwargs = dense_options(case, inputs)
+    lse = dict(return_lse=True) if case.lse else {}
+    golden = run_with_grads(reference_attention, inputs, backward=case.backward, dtype=torch.float64, **kwargs, **lse)
+    autograd = run_with_grads(reference_attention, inputs, backward=case.backward, **kwargs, **lse)
     dout = inputs.dout if case.backward else None
-    fused = [_fused(f(inputs.q, inputs.k, inputs.v, dout, **kwargs)) for f in FUSED_FORMULATIONS]
+    fused = [_fused(f(inputs.q, inputs.k, inputs.v, dout, **kwargs), case.lse) for f in FUSED_FORMULATIONS]
     terms = rounding_terms(inputs.q, inputs.k, inputs.v, dout, **kwargs)
-    return Expected(golden, [autograd, *fused], terms)
+    return Expected(golden, [autograd, *fused], terms, lse_empty_row)
 
 
 def run_dense(impl: Implementation, case: DenseCase, inputs: Inputs) -> Outcome:
-    return run_with_grads(
-        impl, inputs, backward=case.backward, key_padding_mask=inputs.key_padding_mask, causal=case.causal,
-        scale=case.scale, window=case.window,
-    )
+    lse = dict(return_lse=True, lse_base=impl.capabilities.lse) if case.lse else {}
+    return run_with_grads(impl, inputs, backward=case.backward, **dense_options(case, inputs), **lse)
 
 
 def check_dense(
@@ -145,7 +176,7 @@ def check_dense(
     ``before_judging(outcome)`` runs first on the implementation's outcome (a contract's exact checks).
     """
     inputs = inputs or make_dense_inputs(case, device, generator)
-    expected = dense_references(case, inputs)
+    expected = dense_references(case, inputs, impl.capabilities.on(device).lse_empty_row)
     actual = run_dense(impl, case, inputs)
     if before_judging is not None:
         before_judging(actual)
@@ -196,3 +227,50 @@ def check_varlen(
 def skip_reason(impl: Implementation, case, device, **extra) -> str | None:
     """Why ``impl`` cannot be asked to run ``case`` on ``device`` (a capability it does not declare), or None."""
     return impl.capabilities.missing(device=device, **{**case.needs(), **extra})
+
+
+def merge_by_lse(parts: list[Outcome], empty_row: float = -math.inf) -> Outcome:
+    """Attention over several key blocks from each block's (out, lse), as split-KV decoding and ring attention
+    combine them: weights exp(lse_i - max), rows that see no key in any block give 0 and lse -inf."""
+    lses = torch.stack([torch.where(p.lse == empty_row, -math.inf, p.lse.double()) for p in parts])  # [n, B, H, Sq]
+    top = lses.amax(dim=0)
+    top = torch.where(torch.isinf(top), torch.zeros_like(top), top)
+    weights = torch.exp(lses - top)  # 0 for a block in which the row sees nothing
+    total = weights.sum(dim=0)
+    outs = torch.stack([p.out.double() for p in parts])  # [n, B, Sq, H, D]
+    merged = (weights.transpose(-1, -2)[..., None] * outs).sum(dim=0) / torch.where(
+        total == 0, torch.ones_like(total), total).transpose(-1, -2)[..., None]
+    lse = torch.where(total == 0, -math.inf, top + torch.log(torch.where(total == 0, torch.ones_like(total), total)))
+    return Outcome(merged.to(parts[0].out.dtype), lse=lse.float())
+
+
+def check_lse_merge(impl: Implementation, case: DenseCase, split: int, device, generator: torch.Generator,
+                    record: Recorder | None = None, sink_in_first_only: bool = True) -> Outcome:
+    """LSE-2: the keys cut at ``split`` into two blocks, each run alone with ``return_lse``, merged through their
+    LSEs (``merge_by_lse``), equal attention over all keys (out and lse), judged as one call.
+
+    A sink belongs to one block only (the first), as a decoder adds it once. The references (autograd and the fused
+    formulations in the test dtype) are merged the same way.
+    """
+    if case.causal is not None or case.window is not None or case.alibi is not None or case.backward:
+        raise ValueError("the merge contract cuts the keys: positions must not matter (no causal, window, ALiBi)")
+    case = case.replace(lse=True)
+    inputs = make_dense_inputs(case, device, generator)
+    expected = dense_references(case, inputs)
+    blocks = []
+    for keys in (slice(0, split), slice(split, None)):
+        part = Inputs(inputs.q, inputs.k[:, keys], inputs.v[:, keys], inputs.dout,
+                      key_padding_mask=None if inputs.key_padding_mask is None else inputs.key_padding_mask[:, keys],
+                      alibi_slopes=None, sink=inputs.sink if keys.start == 0 or not sink_in_first_only else None)
+        blocks.append((case.replace(seqlen_k=part.k.shape[1], sink=part.sink is not None), part))
+    empty = impl.capabilities.on(device).lse_empty_row
+    actual = merge_by_lse([run_dense(impl, c, p) for c, p in blocks], empty)
+    references = []
+    for formulation in FUSED_FORMULATIONS:
+        references.append(merge_by_lse([
+            _fused(formulation(p.q, p.k, p.v, None, **dense_options(c, p)), with_lse=True) for c, p in blocks]))
+    references.append(merge_by_lse([run_with_grads(reference_attention, p, backward=False, return_lse=True,
+                                                   **dense_options(c, p)) for c, p in blocks]))
+    judge(actual, Expected(expected.golden, references, expected.terms), what=f"{impl.name} [{case}] keys cut at "
+          f"{split}, merged by lse", expect_dtype=inputs.q.dtype, expect_device=inputs.q.device, record=record)
+    return actual

@@ -9,6 +9,7 @@ declares (``resolve_dtype``), so an fp16/bf16-only kernel is held to every contr
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import torch
@@ -16,6 +17,7 @@ import torch
 from .varlen import cu_seqlens_from_lengths
 
 MASK_KINDS = (None, "random", "prefix", "empty_batch")
+ALIBI_KINDS = (None, "heads", "batch_heads")
 DTYPE_PREFERENCE = (torch.float32, torch.float16, torch.bfloat16)
 
 
@@ -42,11 +44,19 @@ class DenseCase:
     magnitude: float = 1.0  # q and k are multiplied by this (large logits)
     value_offset: float = 0.0  # added to v: values that share an offset do not average out over long rows
     window: tuple[int, int] | None = None  # sliding window (left, right), bottom-right aligned; < 0 unbounded
+    softcap: float | None = None  # cap * tanh(s / cap) on the scaled scores
+    alibi: str | None = None  # one of ALIBI_KINDS: slopes [H] ("heads") or [B, H] ("batch_heads")
+    sink: bool = False  # a learnable sink logit per query head
+    lse: bool = False  # the call also returns the log-sum-exp (return_lse=True)
 
     def needs(self) -> dict:
         """Capabilities this case needs, as keyword arguments for ``Capabilities.missing``."""
         return dict(
             window=self.window is not None,
+            softcap=self.softcap is not None,
+            alibi=self.alibi is not None,
+            sink=self.sink,
+            lse=self.lse,
             dtype=self.dtype,
             head_dim=self.head_dim,
             causal=self.causal,
@@ -68,9 +78,10 @@ class DenseCase:
             f"B={self.batch} Sq={self.seqlen_q} Sk={self.seqlen_k} Hq={self.heads_q} Hkv={self.heads_kv} "
             f"D={self.head_dim} {_dtype_name(self.dtype)}"
         ]
-        for name in ("causal", "mask", "scale", "window"):
+        for name in ("causal", "mask", "scale", "window", "softcap", "alibi"):
             if getattr(self, name) is not None:
                 parts.append(f"{name}={getattr(self, name)}")
+        parts += [name for name in ("sink", "lse") if getattr(self, name)]
         if self.magnitude != 1.0:
             parts.append(f"magnitude={self.magnitude}")
         if self.value_offset:
@@ -142,6 +153,8 @@ class Inputs:
     cu_seqlens_k: torch.Tensor | None = None
     max_seqlen_q: int = 0
     max_seqlen_k: int = 0
+    alibi_slopes: torch.Tensor | None = None  # float32 [Hq] or [B, Hq]
+    sink: torch.Tensor | None = None  # float32 [Hq]
 
 
 def _randn(shape, generator, device, dtype, scale=1.0) -> torch.Tensor:
@@ -175,7 +188,28 @@ def make_dense_inputs(case: DenseCase, device, generator: torch.Generator) -> In
         v = v + case.value_offset
     dout = _randn(q.shape, generator, device, case.dtype)
     mask = make_key_padding_mask(case.mask, case.batch, case.seqlen_k, generator)
-    return Inputs(q, k, v, dout, key_padding_mask=None if mask is None else mask.to(device))
+    return Inputs(q, k, v, dout, key_padding_mask=None if mask is None else mask.to(device),
+                  alibi_slopes=make_alibi_slopes(case.alibi, case.batch, case.heads_q, generator, device),
+                  sink=make_sink(case.sink, case.heads_q, case.seqlen_k, generator, device))
+
+
+def make_alibi_slopes(kind: str | None, batch: int, heads: int, generator, device) -> torch.Tensor | None:
+    """float32 slopes, distinct per head (and batch element): the geometric 2^(-8 h / H) of ALiBi, each scaled by
+    a random factor in [0.5, 1.5) so that no two heads (or batch elements) share one."""
+    if kind is None:
+        return None
+    if kind not in ALIBI_KINDS:
+        raise ValueError(f"unknown ALiBi kind {kind!r}; choose one of {ALIBI_KINDS}")
+    shape = (heads,) if kind == "heads" else (batch, heads)
+    geometric = 2.0 ** (-8.0 * torch.arange(1, heads + 1) / heads)
+    return (geometric * (0.5 + torch.rand(shape, generator=generator))).to(device)
+
+
+def make_sink(wanted: bool, heads: int, seqlen_k: int, generator, device) -> torch.Tensor | None:
+    """float32 [H] sink logits around log(Sk): the sink takes a share of each row comparable to its keys'."""
+    if not wanted:
+        return None
+    return (math.log(max(seqlen_k, 1)) + torch.randn(heads, generator=generator)).to(device)
 
 
 def make_varlen_inputs(case: VarlenCase, device, generator: torch.Generator) -> Inputs:

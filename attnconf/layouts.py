@@ -8,7 +8,8 @@ Canonical ("bshd"): q [B, Sq, Hq, D], k and v [B, Sk, Hkv, D], out [B, Sq, Hq, D
 Packed (varlen) calls take the same layout names, one dimension less: "bshd" packs as q [T, Hq, D] (flash-attn's
 varlen layout), "bhsd" as q [Hq, T, D], "bsd" as q [T, Hq·D]; ``cu_seqlens`` and ``max_seqlen`` pass through.
 
-Options (``key_padding_mask``, ``causal``, ``scale``) are passed only when they are in use, so a function that
+Options (``key_padding_mask``, ``causal``, ``scale``, and the optional features' ``window``, ``softcap``,
+``alibi_slopes``, ``sink``, ``return_lse``) are passed only when they are in use, so a function that
 lacks one (and does not declare it) can still register.
 
 The adapters convert and never validate: checking inputs is the implementation's job, and an adapter that raised
@@ -43,7 +44,7 @@ def to_canonical(fn: Callable[..., torch.Tensor], layout: str) -> Callable[..., 
         @functools.wraps(fn)
         def from_bhsd(q, k, v, *rest, **options):
             out = fn(swap_seq_heads(q), swap_seq_heads(k), swap_seq_heads(v), *rest, **options)
-            return swap_seq_heads(out)
+            return _on_output(out, swap_seq_heads)
 
         return from_bhsd
     if layout == "bsd":
@@ -58,10 +59,18 @@ def to_canonical(fn: Callable[..., torch.Tensor], layout: str) -> Callable[..., 
                 )
             heads_q, head_dim = (q.shape[-2], q.shape[-1]) if q.dim() >= 2 else (1, q.shape[-1])
             out = fn(*(_merge_heads(t) for t in (q, k, v)), *rest, num_heads=heads_q, head_dim=head_dim, **options)
-            return out.unflatten(-1, (heads_q, head_dim)) if out.dim() >= 1 else out
+            return _on_output(out, lambda o: o.unflatten(-1, (heads_q, head_dim)) if o.dim() >= 1 else o)
 
         return from_bsd
     raise ValueError(f"unknown layout {layout!r}; choose one of {LAYOUTS}")
+
+
+def _on_output(result, convert):
+    """``convert`` the output, which may come first in an ``(out, lse)`` tuple (return_lse=True; lse [B, H, Sq] is
+    the same in every layout)."""
+    if isinstance(result, tuple) and result and isinstance(result[0], torch.Tensor):
+        return (convert(result[0]), *result[1:])
+    return convert(result) if isinstance(result, torch.Tensor) else result
 
 
 def swap_seq_heads(t):

@@ -10,6 +10,14 @@ with ``and_masks`` / ``or_masks``:
   flash-attn >= 2.1, KV caches);
 - ``sliding_window(left, right, Sq, Sk)``: i + Sk - Sq - left <= j <= i + Sk - Sq + right (flash-attn's
   ``window_size``, aligned bottom-right; a negative side is unbounded).
+
+A score function is ``score(s, b, h, q_idx, kv_idx) -> s'`` on the scaled scores (FlexAttention's ``score_mod``),
+applied before the mask; ``chain_scores`` applies several in order:
+
+- ``softcap(cap)``: ``cap * tanh(s / cap)`` (Gemma 2, flash-attn's ``softcap``);
+- ``alibi(slopes, Sq, Sk)``: ``s - slope[b, h] * |i + Sk - Sq - j|`` (flash-attn's ``alibi_slopes``, slopes ``[H]``
+  or ``[B, H]``); attention-gym's signed variant ``s + slope * (j - i)`` is the same wherever j <= i, so the two agree
+  under causal masking and differ only on keys after the query.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import torch
 from .capabilities import BOTTOM_RIGHT, TOP_LEFT
 
 MaskFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+ScoreFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def full(b, h, q_idx, kv_idx):
@@ -119,6 +128,54 @@ def visibility_mask(seqlen_q: int, seqlen_k: int, *, key_padding_mask=None, caus
     if key_padding_mask is not None:
         parts.append(key_padding(key_padding_mask))
     return and_masks(*parts)
+
+
+def softcap(cap: float) -> ScoreFn:
+    def capped(s, b, h, q_idx, kv_idx):
+        return torch.tanh(s / cap) * cap
+
+    return capped
+
+
+def alibi(slopes: torch.Tensor, seqlen_q: int, seqlen_k: int) -> ScoreFn:
+    """A linear penalty on the distance to the query's bottom-right-aligned position; ``slopes`` [H] or [B, H]."""
+    offset = seqlen_k - seqlen_q
+
+    def linear_bias(s, b, h, q_idx, kv_idx):
+        slope = slopes[h] if slopes.dim() == 1 else slopes[b, h]
+        return s - slope.to(s.dtype) * (q_idx + offset - kv_idx).abs().to(s.dtype)
+
+    return linear_bias
+
+
+def chain_scores(*scores: ScoreFn) -> ScoreFn:
+    def chained(s, b, h, q_idx, kv_idx):
+        for score in scores:
+            s = score(s, b, h, q_idx, kv_idx)
+        return s
+
+    return chained
+
+
+def score_modification(seqlen_q: int, seqlen_k: int, *, softcap_value: float | None = None,
+                       alibi_slopes: torch.Tensor | None = None) -> ScoreFn | None:
+    """The score function of a dense call's options (softcap first, then the bias), or None for plain scores."""
+    parts = []
+    if softcap_value is not None:
+        parts.append(softcap(softcap_value))
+    if alibi_slopes is not None:
+        parts.append(alibi(alibi_slopes, seqlen_q, seqlen_k))
+    return chain_scores(*parts) if parts else None
+
+
+def apply_scores(score: ScoreFn | None, scores: torch.Tensor) -> torch.Tensor:
+    """``score`` evaluated on a dense [B, H, Sq, Sk] score tensor (identity for None)."""
+    if score is None:
+        return scores
+    batch, heads, seqlen_q, seqlen_k = scores.shape
+    index = lambda n: torch.arange(n, device=scores.device)  # noqa: E731
+    return score(scores, index(batch)[:, None, None, None], index(heads)[None, :, None, None],
+                 index(seqlen_q)[None, None, :, None], index(seqlen_k)[None, None, None, :])
 
 
 def contract_patterns(seqlen_q: int = 6, seqlen_k: int = 10) -> list[tuple[str, str, torch.Tensor]]:

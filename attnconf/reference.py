@@ -38,29 +38,49 @@ def reference_attention(
     causal: str | None = None,
     scale: float | None = None,
     window: tuple[int, int] | None = None,
-) -> torch.Tensor:
-    """softmax(Q Kᵀ · scale, over visible keys) V in the canonical layout; rows with no visible key give 0."""
+    softcap: float | None = None,
+    alibi_slopes: torch.Tensor | None = None,
+    sink: torch.Tensor | None = None,
+    return_lse: bool = False,
+):
+    """softmax(score(Q Kᵀ · scale), over visible keys) V in the canonical layout; rows with no visible key give 0.
+
+    ``score`` is the options' score function (``masks.score_modification``: softcap, then the ALiBi bias), applied
+    before the mask. ``sink`` [Hq] adds ``exp(sink[h])`` to each row's denominator (a logit of a key whose value is
+    0). With ``return_lse`` it returns ``(out, lse)``, lse [B, Hq, Sq] the natural log of each row's denominator
+    (the sink included); -inf for a row with no visible key and no sink.
+    """
     batch, seqlen_q, heads_q, head_dim = q.shape
     seqlen_k, heads_kv = k.shape[1], k.shape[2]
     if scale is None:
         scale = 1.0 / math.sqrt(head_dim)
-    if seqlen_k == 0:  # no keys at all: every row has no visible key
-        return q * 0.0
-    group = heads_q // heads_kv
+    group = heads_q // max(heads_kv, 1)
     k = k.repeat_interleave(group, dim=2)  # query head h reads kv head h // group
     v = v.repeat_interleave(group, dim=2)
     scores = torch.einsum("bqhd,bkhd->bhqk", q, k) * scale
+    scores = masks.apply_scores(masks.score_modification(seqlen_q, seqlen_k, softcap_value=softcap,
+                                                         alibi_slopes=alibi_slopes), scores)
     visible = visibility(
         seqlen_q, seqlen_k, batch=batch, key_padding_mask=key_padding_mask, causal=causal, window=window,
         device=q.device,
     )
     scores = scores.masked_fill(~visible, float("-inf"))
-    row_max = scores.amax(dim=-1, keepdim=True).detach()
+    row_max = scores.amax(dim=-1, keepdim=True).detach() if seqlen_k else scores.new_full(
+        scores.shape[:-1] + (1,), float("-inf"))
+    sink_logit = None if sink is None else sink.to(scores.dtype)[None, :, None, None]
+    if sink_logit is not None:
+        row_max = torch.maximum(row_max, sink_logit.detach())
     row_max = torch.where(torch.isinf(row_max), torch.zeros_like(row_max), row_max)
     weights = torch.exp(scores - row_max)
     denom = weights.sum(dim=-1, keepdim=True)
+    if sink_logit is not None:
+        denom = denom + torch.exp(sink_logit - row_max)
     probs = weights / torch.where(denom == 0, torch.ones_like(denom), denom)
-    return torch.einsum("bhqk,bkhd->bqhd", probs.to(v.dtype), v)
+    out = torch.einsum("bhqk,bkhd->bqhd", probs.to(v.dtype), v)
+    if not return_lse:
+        return out
+    lse = torch.where(denom == 0, torch.full_like(denom, float("-inf")), row_max + torch.log(denom))
+    return out, lse.squeeze(-1)
 
 
 def reference_varlen_attention(
@@ -99,42 +119,83 @@ def fused_formulation(
     causal: str | None = None,
     scale: float | None = None,
     window: tuple[int, int] | None = None,
+    softcap: float | None = None,
+    alibi_slopes: torch.Tensor | None = None,
+    sink: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """The same function as the equations a fused kernel evaluates, in the dtype given, without autograd.
 
     Scale is applied to q first; the backward works from P, dP = dO Vᵀ and D = rowsum(dO ∘ O) (the
     FlashAttention-2 backward). It rounds differently from ``reference_attention`` and autograd, so the larger
     of the formulations' errors is what a standard implementation in this dtype may be expected to make
-    (as flash-attention's tests use a reordered reference). Returns out, and dq, dk, dv when ``dout`` is given.
+    (as flash-attention's tests use a reordered reference). Returns out and lse, and dq, dk, dv when ``dout`` is
+    given.
     """
     visible = visibility(q.shape[1], k.shape[1], batch=q.shape[0], key_padding_mask=key_padding_mask,
                          causal=causal, window=window, device=q.device)
-    return _fused_visible(q, k, v, dout, visible, scale)
+    return _fused_visible(q, k, v, dout, visible, scale, ScoreOptions.of(q, k, softcap, alibi_slopes, sink))
 
 
-def _fused_visible(q, k, v, dout, visible, scale) -> dict[str, torch.Tensor]:
+@dataclass(frozen=True)
+class ScoreOptions:
+    """What a fused kernel does to the scores besides masking: softcap, the ALiBi bias [B|1, H, Sq, Sk], a sink."""
+
+    softcap: float | None = None
+    bias: torch.Tensor | None = None  # added after the softcap
+    sink: torch.Tensor | None = None  # [Hq]
+
+    @classmethod
+    def of(cls, q, k, softcap=None, alibi_slopes=None, sink=None) -> "ScoreOptions":
+        bias = None
+        if alibi_slopes is not None:
+            seqlen_q, seqlen_k, heads = q.shape[1], k.shape[1], q.shape[2]
+            batch = alibi_slopes.shape[0] if alibi_slopes.dim() == 2 else 1
+            zeros = torch.zeros(batch, heads, seqlen_q, seqlen_k, dtype=torch.float64, device=q.device)
+            bias = masks.apply_scores(masks.alibi(alibi_slopes, seqlen_q, seqlen_k), zeros)
+        return cls(softcap, bias, sink)
+
+    def flipped(self) -> "ScoreOptions":
+        """The same options with the keys in reverse order."""
+        return ScoreOptions(self.softcap, None if self.bias is None else self.bias.flip(-1), self.sink)
+
+
+def _fused_visible(q, k, v, dout, visible, scale, options: ScoreOptions = ScoreOptions()) -> dict[str, torch.Tensor]:
     batch, seqlen_q, heads_q, head_dim = q.shape
     seqlen_k, heads_kv = k.shape[1], k.shape[2]
     scale = 1.0 / math.sqrt(head_dim) if scale is None else scale
     group = heads_q // heads_kv
     kr, vr = k.repeat_interleave(group, dim=2), v.repeat_interleave(group, dim=2)
-    scores = torch.einsum("bqhd,bkhd->bhqk", q * scale, kr).masked_fill(~visible, float("-inf"))
-    row_max = scores.amax(dim=-1, keepdim=True) if seqlen_k else scores.new_zeros(scores.shape[:-1] + (1,))
+    scores = torch.einsum("bqhd,bkhd->bhqk", q * scale, kr)
+    capped_slope = None  # d(softcapped score)/d(score) = 1 - tanh², for the backward
+    if options.softcap is not None:
+        tanh = torch.tanh(scores / options.softcap)
+        scores, capped_slope = tanh * options.softcap, 1 - tanh * tanh
+    if options.bias is not None:
+        scores = scores + options.bias.to(scores.dtype)
+    scores = scores.masked_fill(~visible, float("-inf"))
+    row_max = scores.amax(dim=-1, keepdim=True) if seqlen_k else scores.new_full(scores.shape[:-1] + (1,), -math.inf)
+    sink = None if options.sink is None else options.sink.to(scores.dtype)[None, :, None, None]
+    if sink is not None:
+        row_max = torch.maximum(row_max, sink)
     row_max = torch.where(torch.isinf(row_max), torch.zeros_like(row_max), row_max)
     weights = torch.exp(scores - row_max)
     denom = weights.sum(dim=-1, keepdim=True)
+    if sink is not None:
+        denom = denom + torch.exp(sink - row_max)
     safe_denom = torch.where(denom == 0, torch.ones_like(denom), denom)
     # normalise after the weighted sum, as an online-softmax kernel does
     out = torch.einsum("bhqk,bkhd->bqhd", weights, vr) / safe_denom.squeeze(-1).transpose(1, 2)[..., None]
-    result = {"out": out}
+    lse = torch.where(denom == 0, torch.full_like(denom, -math.inf), row_max + torch.log(safe_denom))
+    result = {"out": out, "lse": lse.squeeze(-1)}
     if dout is None:
         return result
-    # the backward recomputes P from the saved log-sum-exp
-    lse = torch.where(denom == 0, torch.full_like(denom, float("inf")), row_max + torch.log(safe_denom))
-    probs = torch.exp(scores - lse)
+    # the backward recomputes P from the saved log-sum-exp (a row with nothing visible: P = 0)
+    probs = torch.exp(scores - torch.where(denom == 0, torch.full_like(denom, math.inf), lse))
     dp = torch.einsum("bqhd,bkhd->bhqk", dout, vr)
     delta = (dout * out).sum(dim=-1).transpose(1, 2)[..., None]  # [B, H, Sq, 1]
     ds = probs * (dp - delta)
+    if capped_slope is not None:
+        ds = ds * capped_slope
     dq = torch.einsum("bhqk,bkhd->bqhd", ds, kr) * scale
     dk = torch.einsum("bhqk,bqhd->bkhd", ds, q) * scale
     dv = torch.einsum("bhqk,bqhd->bkhd", probs, dout)
@@ -143,7 +204,8 @@ def _fused_visible(q, k, v, dout, visible, scale) -> dict[str, torch.Tensor]:
     return result
 
 
-def fused_formulation_reversed(q, k, v, dout, *, key_padding_mask=None, causal=None, scale=None, window=None):
+def fused_formulation_reversed(q, k, v, dout, *, key_padding_mask=None, causal=None, scale=None, window=None,
+                               softcap=None, alibi_slopes=None, sink=None):
     """``fused_formulation`` with the keys (and the causal and padding masks) in reverse order.
 
     The function is unchanged (attention is invariant to the order of the keys), but every sum over keys
@@ -153,7 +215,8 @@ def fused_formulation_reversed(q, k, v, dout, *, key_padding_mask=None, causal=N
     visible = visibility(seqlen_q, seqlen_k, batch=q.shape[0], key_padding_mask=key_padding_mask, causal=causal,
                          window=window, device=q.device)
     flip = lambda t: t.flip(1)  # noqa: E731
-    result = _fused_visible(q, flip(k), flip(v), dout, visible.flip(-1), scale)
+    options = ScoreOptions.of(q, k, softcap, alibi_slopes, sink).flipped()
+    result = _fused_visible(q, flip(k), flip(v), dout, visible.flip(-1), scale, options)
     for name in ("dk", "dv"):
         if name in result:
             result[name] = flip(result[name])
@@ -198,9 +261,9 @@ class RoundingTerms:
     length: int
 
 
-def rounding_terms(q, k, v, dout, *, key_padding_mask=None, causal=None, scale=None,
-                   window=None) -> dict[str, RoundingTerms]:
-    """``RoundingTerms`` of out (and dq, dk, dv when ``dout`` is given), computed in float64 from the inputs.
+def rounding_terms(q, k, v, dout, *, key_padding_mask=None, causal=None, scale=None, window=None, softcap=None,
+                   alibi_slopes=None, sink=None) -> dict[str, RoundingTerms]:
+    """``RoundingTerms`` of out and lse (and dq, dk, dv when ``dout`` is given), computed in float64 from the inputs.
 
     Rounding a sum of L terms errs by about ``eps * sqrt(L)`` times the sum of their absolute values, which stays
     positive where the true value is exactly zero (a single key makes dQ = 0): a bound built on it cannot
@@ -208,34 +271,47 @@ def rounding_terms(q, k, v, dout, *, key_padding_mask=None, causal=None, scale=N
     """
     visible = visibility(q.shape[1], k.shape[1], batch=q.shape[0], key_padding_mask=key_padding_mask,
                          causal=causal, window=window, device=q.device)
-    return _rounding_terms_visible(q, k, v, dout, visible, scale)
+    return _rounding_terms_visible(q, k, v, dout, visible, scale, ScoreOptions.of(q, k, softcap, alibi_slopes, sink))
 
 
-def _rounding_terms_visible(q, k, v, dout, visible, scale) -> dict[str, RoundingTerms]:
+def _rounding_terms_visible(q, k, v, dout, visible, scale, options: ScoreOptions = ScoreOptions()):
     q, k, v = (t.detach().double() for t in (q, k, v))
     batch, seqlen_q, heads_q, head_dim = q.shape
     seqlen_k, heads_kv = k.shape[1], k.shape[2]
     scale = 1.0 / math.sqrt(head_dim) if scale is None else scale
     group = heads_q // max(heads_kv, 1)
-    lengths = {"out": seqlen_k + head_dim, "dq": seqlen_k + head_dim}
+    lengths = {"out": seqlen_k + head_dim, "dq": seqlen_k + head_dim, "lse": seqlen_k + head_dim}
     lengths.update(dk=group * seqlen_q + head_dim, dv=group * seqlen_q + head_dim)
-    names = ("out",) if dout is None else ("out", "dq", "dk", "dv")
+    names = ("out", "lse") if dout is None else ("out", "lse", "dq", "dk", "dv")
     if seqlen_k == 0 or seqlen_q == 0:
         return {name: RoundingTerms(0.0, 0.0, 0.0, lengths[name]) for name in names}
     dout = None if dout is None else dout.detach().double()
     kr, vr = k.repeat_interleave(group, dim=2), v.repeat_interleave(group, dim=2)
-    scores = torch.einsum("bqhd,bkhd->bhqk", q * scale, kr).masked_fill(~visible, float("-inf"))
+    scores = torch.einsum("bqhd,bkhd->bhqk", q * scale, kr)
+    # a score's size: its product's terms, and the bias added to it (both rounded in float32); softcap only shrinks
+    score_size = abs(scale) * torch.einsum("bqhd,bkhd->bhqk", q.abs(), kr.abs())
+    if options.softcap is not None:
+        scores = torch.tanh(scores / options.softcap) * options.softcap
+    if options.bias is not None:
+        scores = scores + options.bias
+        score_size = score_size + options.bias.abs()
+    scores = scores.masked_fill(~visible, float("-inf"))
     lse = torch.logsumexp(scores, dim=-1, keepdim=True)
+    if options.sink is not None:
+        lse = torch.logaddexp(lse, options.sink.double()[None, :, None, None])
     probs = torch.exp(scores - torch.where(torch.isinf(lse), torch.zeros_like(lse), lse)).nan_to_num(0.0)
     out = torch.einsum("bhqk,bkhd->bqhd", probs, vr)  # rows with no visible key have all-zero probs: out 0
-    score_size = abs(scale) * torch.einsum("bqhd,bkhd->bhqk", q.abs(), kr.abs())
     fold = lambda t: t.reshape(batch, seqlen_k, heads_kv, group, head_dim).sum(dim=3)  # noqa: E731
+    # lse: the log rounds its argument's sum (relative error ~ eps sqrt(L): 1 below) and its result (|lse|); the
+    # scores' errors reach it weighted by P
+    finite_lse = lse[torch.isfinite(lse)]
+    lse_terms = RoundingTerms(0.0, 1.0 + max_abs(finite_lse), max_abs((probs * score_size).sum(-1)), lengths["lse"])
 
     def magnitudes(weights, dscores) -> dict[str, float]:
         # out_i = sum_j p_ij v_j; its terms |p_ij| (|v_j| + |out_i|) (a moved weight moves the row's mean too)
         found = {"out": max_abs(torch.einsum("bhqk,bkhd->bqhd", weights, vr.abs())
                                  + weights.sum(-1).transpose(1, 2)[..., None] * out.abs())}
-        if dout is not None:
+        if dout is not None:  # (a softcap's 1 - tanh² <= 1 only shrinks the gradients' terms)
             found["dq"] = max_abs(torch.einsum("bhqk,bkhd->bqhd", dscores, kr.abs())) * abs(scale)
             found["dk"] = max_abs(fold(torch.einsum("bhqk,bqhd->bkhd", dscores, q.abs()))) * abs(scale)
             found["dv"] = max_abs(fold(torch.einsum("bhqk,bqhd->bkhd", weights, dout.abs())))
@@ -251,7 +327,9 @@ def _rounding_terms_visible(q, k, v, dout, visible, scale) -> dict[str, Rounding
         scored_ds = plain_ds * score_size
     stored, plain, scored = magnitudes(probs, stored_ds), magnitudes(probs, plain_ds), magnitudes(
         probs * score_size, scored_ds)
-    return {name: RoundingTerms(stored[name], plain[name], scored[name], lengths[name]) for name in names}
+    terms = {name: RoundingTerms(stored[name], plain[name], scored[name], lengths[name]) for name in names
+             if name != "lse"}
+    return {**terms, "lse": lse_terms}
 
 
 def rounding_terms_varlen(q, k, v, dout, cu_seqlens_q, cu_seqlens_k, *, causal=None, scale=None, window=None):

@@ -31,7 +31,9 @@ Availability = Callable[[], "str | None"]
 class Implementation:
     """One registered attention implementation.
 
-    ``forward(q, k, v, *, key_padding_mask=None, causal=None, scale=None)`` works in the canonical layout.
+    ``forward(q, k, v, *, key_padding_mask=None, causal=None, scale=None)`` works in the canonical layout; the
+    optional features' options (``window``, ``softcap``, ``alibi_slopes``, ``sink``, ``return_lse``) are passed only
+    when a test uses them, which it does only where the manifest declares the feature.
     ``varlen_forward(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, *, causal=None,
     scale=None)`` is the packed API; when absent and ``varlen`` is declared, packed batches go through the
     shared pad/unpad adapter. ``available()`` returns None, or the reason the implementation cannot run here.
@@ -54,9 +56,12 @@ class Implementation:
         if not self.name or any(c.isspace() for c in self.name):
             raise ValueError(f"implementation name {self.name!r} must be non-empty without spaces")
 
-    def __call__(self, q, k, v, *, key_padding_mask=None, causal=None, scale=None, window=None) -> torch.Tensor:
+    def __call__(self, q, k, v, *, key_padding_mask=None, causal=None, scale=None, window=None, softcap=None,
+                 alibi_slopes=None, sink=None, return_lse=False):
+        """The canonical call; with ``return_lse`` the implementation returns ``(out, lse)``."""
         return self.forward(q, k, v, **_in_use(key_padding_mask=key_padding_mask, causal=causal, scale=scale,
-                                               window=window))
+                                               window=window, softcap=softcap, alibi_slopes=alibi_slopes, sink=sink,
+                                               return_lse=return_lse or None))
 
     def varlen(
         self, q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, *, causal=None, scale=None,

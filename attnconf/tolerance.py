@@ -31,11 +31,11 @@ from typing import Sequence
 
 import torch
 
-from .failures import NonFiniteResult, WrongShape
+from .failures import NonFiniteResult, NumericsFailure, WrongShape
 from .reference import RoundingTerms, max_abs
 
 # Multipliers on the same-dtype reference error, per tensor (flash-attention uses 2 for out, 2-3 for grads).
-FACTORS = {"out": 2.0, "dq": 3.0, "dk": 3.0, "dv": 3.0}
+FACTORS = {"out": 2.0, "lse": 2.0, "dq": 3.0, "dk": 3.0, "dv": 3.0}
 # No result off by more than this fraction of the golden's largest magnitude passes (see the module docstring).
 CAP = 0.25
 ACCUMULATION_EPS = torch.finfo(torch.float32).eps / 2  # unit roundoff of float32
@@ -84,7 +84,7 @@ def _eps(dtype: torch.dtype) -> float:
 
 def compare(
     tensor: str, actual: torch.Tensor, golden: torch.Tensor, references: Sequence[torch.Tensor], *,
-    terms: RoundingTerms,
+    terms: RoundingTerms, eps_dtype: torch.dtype | None = None,
 ) -> Comparison:
     """Compare ``actual`` and the ``references`` (all in the test dtype) against ``golden`` (float64).
 
@@ -98,7 +98,30 @@ def compare(
         raise NonFiniteResult(f"{tensor}: {bad} non-finite value(s) (NaN or inf) in the result")
     err = max_abs(actual.detach().double() - golden.to(actual.device))
     ref_err = max(max_abs(ref.detach().double().to(golden.device) - golden) for ref in references)
-    eps, accumulation = _eps(references[0].dtype), ACCUMULATION_EPS * math.sqrt(max(terms.length, 1))
+    eps, accumulation = _eps(eps_dtype or references[0].dtype), ACCUMULATION_EPS * math.sqrt(max(terms.length, 1))
     floor = eps * terms.stored + accumulation * (terms.plain + terms.scores)
     cap = max(CAP * max_abs(golden), eps * terms.stored + accumulation * terms.plain)
     return Comparison(tensor, err, ref_err, floor, FACTORS[tensor], cap)
+
+
+def compare_lse(
+    actual: torch.Tensor, golden: torch.Tensor, references: Sequence[torch.Tensor], *, terms: RoundingTerms,
+    empty_row: float = -math.inf,
+) -> Comparison:
+    """``compare`` for the log-sum-exp [B, H, Sq] (natural log): rows with no visible key (golden -inf) must hold
+    exactly the declared ``empty_row`` value; the others are compared as any tensor."""
+    if tuple(actual.shape) != tuple(golden.shape):
+        raise WrongShape(f"lse: shape {tuple(actual.shape)}, expected {tuple(golden.shape)}")
+    golden = golden.detach().double()
+    actual = actual.detach().double().to(golden.device)
+    empty = torch.isneginf(golden)
+    wrong = empty & (actual != empty_row)
+    if wrong.any():
+        found = actual[wrong][0].item()
+        raise NumericsFailure(
+            f"lse: {int(wrong.sum())} row(s) with no visible key hold {found} (expected {empty_row}, the declared "
+            "capability lse_empty_row)"
+        )
+    keep = ~empty
+    return compare("lse", actual[keep], golden[keep], [r.detach().double().to(golden.device)[keep] for r in references],
+                   terms=terms, eps_dtype=torch.float32)

@@ -152,3 +152,16 @@ def host_values(t: torch.Tensor) -> list[int]:
     values = t.tolist()
     remember_host_values(t, values)
     return values
+
+
+def check_feature_inputs(alibi_slopes, sink, batch: int, num_heads: int, device) -> None:
+    """ALiBi slopes [H] or [B, H] and sink logits [H], float32, on the inputs' device."""
+    for name, t, shapes in (("alibi_slopes", alibi_slopes, [(num_heads,), (batch, num_heads)]),
+                            ("sink", sink, [(num_heads,)])):
+        if t is None:
+            continue
+        if t.dtype != torch.float32 or tuple(t.shape) not in shapes or t.device != device:
+            raise AttentionInputError(
+                f"{name} must be float32 of shape {' or '.join(map(str, shapes))} on {device}, got {t.dtype} "
+                f"{tuple(t.shape)} on {t.device}"
+            )

@@ -55,7 +55,24 @@ def test_cap_refuses_a_garbage_reference():
 
 
 def test_factors():
-    assert FACTORS == {"out": 2.0, "dq": 3.0, "dk": 3.0, "dv": 3.0}
+    assert FACTORS == {"out": 2.0, "lse": 2.0, "dq": 3.0, "dk": 3.0, "dv": 3.0}
+
+
+def test_lse_rows_with_no_visible_key_must_hold_the_declared_value():
+    from attnconf.failures import NumericsFailure
+    from attnconf.tolerance import compare_lse
+
+    golden = torch.tensor([[[1.0, float("-inf"), 2.0]]], dtype=torch.float64)
+    terms = RoundingTerms(0.0, 3.0, 1.0, 8)
+    ok = compare_lse(torch.tensor([[[1.0, float("-inf"), 2.0]]]), golden, [golden.float()], terms=terms)
+    assert ok.passed and ok.error == 0
+    with pytest.raises(NumericsFailure, match="expected -inf"):
+        compare_lse(torch.tensor([[[1.0, float("inf"), 2.0]]]), golden, [golden.float()], terms=terms)
+    declared = compare_lse(torch.tensor([[[1.0, float("inf"), 2.0]]]), golden, [golden.float()], terms=terms,
+                           empty_row=float("inf"))
+    assert declared.passed
+    off = compare_lse(torch.tensor([[[1.5, float("-inf"), 2.0]]]), golden, [golden.float()], terms=terms)
+    assert not off.passed
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])

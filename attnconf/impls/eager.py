@@ -11,6 +11,7 @@ import math
 import torch
 
 from attnconf import ALIGNMENTS, AttentionInputError, Capabilities, implementation, masks
+from attnconf.validation import check_feature_inputs
 
 
 def split_heads(x: torch.Tensor, num_heads: int, head_dim: int) -> torch.Tensor:
@@ -60,13 +61,18 @@ def check_merged_inputs(q, k, v, num_heads: int, head_dim: int, key_padding_mask
         varlen=True,
         gqa=True,
         window=True,
+        softcap=True,
+        alibi=True,
+        sink=True,
+        lse="e",
         backward=True,
         deterministic=True,
         notes="visibility from the predicates of attnconf/masks.py; materialises the [Sq, Sk] score matrix: memory grows quadratically with sequence length",
     ),
 )
-def eager_attention(q, k, v, *, num_heads, head_dim, key_padding_mask=None, causal=None, scale=None, window=None):
-    """From-scratch multi-head attention on merged heads (the seeds' exercise)."""
+def eager_attention(q, k, v, *, num_heads, head_dim, key_padding_mask=None, causal=None, scale=None, window=None,
+                    softcap=None, alibi_slopes=None, sink=None, return_lse=False):
+    """From-scratch multi-head attention on merged heads (the seeds' exercise); ``(out, lse)`` with ``return_lse``."""
     check_merged_inputs(q, k, v, num_heads, head_dim, key_padding_mask)
     kv_heads = k.shape[-1] // head_dim
     q, k, v = split_heads(q, num_heads, head_dim), split_heads(k, kv_heads, head_dim), split_heads(v, kv_heads, head_dim)
@@ -81,16 +87,30 @@ def eager_attention(q, k, v, *, num_heads, head_dim, key_padding_mask=None, caus
     scores = (q @ k.transpose(-2, -1)) * scale  # [B, H, Sq, Sk]
 
     batch, _, seqlen_q, seqlen_k = scores.shape
+    check_feature_inputs(alibi_slopes, sink, batch, num_heads, q.device)
+    scores = masks.apply_scores(
+        masks.score_modification(seqlen_q, seqlen_k, softcap_value=softcap, alibi_slopes=alibi_slopes), scores)
     visible = masks.visibility_mask(seqlen_q, seqlen_k, key_padding_mask=key_padding_mask, causal_alignment=causal,
                                     window=window)
     allowed = masks.materialise(visible, batch, 1, seqlen_q, seqlen_k, device=q.device)
     scores = scores.masked_fill(~allowed, float("-inf"))
 
-    # softmax that tolerates rows with nothing visible: those rows get all-zero weights
+    # softmax that tolerates rows with nothing visible: those rows get all-zero weights; a sink is one more logit in
+    # the denominator whose value is 0
     row_max = scores.amax(dim=-1, keepdim=True).detach().clamp_min(torch.finfo(scores.dtype).min)
+    sink_logit = None if sink is None else sink.float()[None, :, None, None]
+    if sink_logit is not None:
+        row_max = torch.maximum(row_max, sink_logit)
     weights = torch.exp(scores - row_max)
     total = weights.sum(dim=-1, keepdim=True)
+    if sink_logit is not None:
+        total = total + torch.exp(sink_logit - row_max)
     weights = weights / total.masked_fill(total == 0, 1.0)
 
     out = (weights @ v).to(out_dtype)  # [B, H, Sq, D]
-    return out.transpose(1, 2).reshape(out.shape[0], seqlen_q, num_heads * head_dim)
+    out = out.transpose(1, 2).reshape(out.shape[0], seqlen_q, num_heads * head_dim)
+    if not return_lse:
+        return out
+    lse = torch.where(total == 0, float("-inf"), row_max + torch.log(total)).squeeze(-1)  # [B, H, Sq]
+    return out, lse.detach()
+

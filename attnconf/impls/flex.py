@@ -28,8 +28,8 @@ from typing import Callable, Hashable
 
 import torch
 
-from attnconf import BOTTOM_RIGHT, TOP_LEFT, Capabilities, Implementation, compat, register
-from attnconf.validation import check_dense_inputs, check_packed_call
+from attnconf import BOTTOM_RIGHT, TOP_LEFT, Capabilities, Implementation, compat, masks, register
+from attnconf.validation import check_dense_inputs, check_feature_inputs, check_packed_call
 
 try:
     from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex_attention
@@ -219,36 +219,63 @@ def kernel_options_for(device_type: str, heads_q: int, heads_kv: int, seqlen_q: 
     return {"BACKEND": "TRITON"} if "BACKEND" in _KERNEL_OPTION_NAMES else {"FORCE_USE_FLEX_ATTENTION": True}
 
 
-def _flex(q, k, v, block_mask, scale, *, compiled: bool):
+def _flex(q, k, v, block_mask, scale, *, compiled: bool, score_mod=None, return_lse: bool = False):
     """flex_attention on [B, H, S, D] views."""
     gqa = q.shape[1] != k.shape[1]
+    lse = dict(return_lse=True) if return_lse else {}
     if compiled:
         q, k, v = _separate_buffers(q, k, v)
         options = kernel_options_for(q.device.type, q.shape[1], k.shape[1], q.shape[2], block_mask.BLOCK_SIZE[0])
         with _compile_settings(q.device.type):
-            return _compiled_flex()(q, k, v, block_mask=block_mask, scale=scale, enable_gqa=gqa,
-                                    kernel_options=options)
+            return _compiled_flex()(q, k, v, score_mod=score_mod, block_mask=block_mask, scale=scale,
+                                    enable_gqa=gqa, kernel_options=options, **lse)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*flex_attention called without torch.compile.*")
-        return flex_attention(q, k, v, block_mask=block_mask, scale=scale, enable_gqa=gqa)
+        return flex_attention(q, k, v, score_mod=score_mod, block_mask=block_mask, scale=scale, enable_gqa=gqa,
+                              **lse)
 
 
-def flex_dense(q, k, v, *, key_padding_mask=None, causal=None, scale=None, compiled: bool):
-    """Canonical dense call: [B, S, H, D] in and out."""
+def score_mod_for(softcap, alibi_slopes, seqlen_q: int, seqlen_k: int, device):
+    """The ``score_mod`` of softcap and ALiBi: the predicates of ``attnconf/masks.py``, fed 0-dim tensors for the
+    cap and the lengths, so a compiled graph does not specialise on (and recompile for) each value."""
+    if softcap is None and alibi_slopes is None:
+        return None
+    as_tensor = lambda x, dtype: torch.tensor(x, dtype=dtype, device=device)  # noqa: E731
+    return masks.score_modification(
+        as_tensor(seqlen_q, torch.int64), as_tensor(seqlen_k, torch.int64),
+        softcap_value=None if softcap is None else as_tensor(float(softcap), torch.float32),
+        alibi_slopes=alibi_slopes)
+
+
+def flex_dense(q, k, v, *, key_padding_mask=None, causal=None, scale=None, softcap=None, alibi_slopes=None,
+               return_lse=False, compiled: bool):
+    """Canonical dense call: [B, S, H, D] in and out (and the lse [B, H, Sq], natural log, with ``return_lse``)."""
     check_dense_inputs(q, k, v, key_padding_mask, head_dims=HEAD_DIMS)
     batch, seqlen_q, seqlen_k = q.shape[0], q.shape[1], k.shape[1]
+    check_feature_inputs(alibi_slopes, None, batch, q.shape[2], q.device)
     if compiled and q.device.type == "cpu" and batch > 1 and seqlen_q != seqlen_k:
         # compiled flex on the CPU (torch 2.13) reads the query-side mask tensors [B, Sq] with the key side's row
         # stride when Sq != Sk: batch element 0 is right, the others off by O(1) (found 2026-12-02 by DENSE-3 with
         # batch > 1; notes/flex-compiled.md). One element at a time is the path that is right.
-        return torch.cat([
+        parts = [
             flex_dense(q[i : i + 1], k[i : i + 1], v[i : i + 1], causal=causal, scale=scale, compiled=True,
-                       key_padding_mask=None if key_padding_mask is None else key_padding_mask[i : i + 1])
+                       key_padding_mask=None if key_padding_mask is None else key_padding_mask[i : i + 1],
+                       softcap=softcap, return_lse=return_lse,
+                       alibi_slopes=alibi_slopes if alibi_slopes is None or alibi_slopes.dim() == 1
+                       else alibi_slopes[i : i + 1])
             for i in range(batch)
-        ])
+        ]
+        if not return_lse:
+            return torch.cat(parts)
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
     block_mask = dense_block_mask(batch, seqlen_q, seqlen_k, key_padding_mask, causal, q.device)
-    out = _flex(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), block_mask, scale, compiled=compiled)
-    return out.transpose(1, 2)
+    score_mod = score_mod_for(softcap, alibi_slopes, seqlen_q, seqlen_k, q.device)
+    result = _flex(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), block_mask, scale, compiled=compiled,
+                   score_mod=score_mod, return_lse=return_lse)
+    if not return_lse:
+        return result.transpose(1, 2)
+    out, lse = result
+    return out.transpose(1, 2), lse
 
 
 def flex_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, *, causal=None, scale=None,
@@ -326,7 +353,7 @@ def _eager_expected_failures() -> dict[str, str]:
 
 _COMMON = dict(
     devices={"cpu", "cuda"}, head_dims=HEAD_DIMS, causal={TOP_LEFT, BOTTOM_RIGHT}, key_padding_mask=True,
-    varlen=True, gqa=True, backward=True, deterministic=True,
+    varlen=True, gqa=True, backward=True, deterministic=True, softcap=True, alibi=True, lse="e",
 )
 _WHAT_REBUILDS = (
     "block masks are cached on (B, Sq, Sk, causal alignment) plus the key-padding mask's contents, or on the packed "
@@ -339,13 +366,14 @@ for _name, _compiled, _caps in (
         True,
         Capabilities(
             **_COMMON, memory_efficient=True,
-            overrides={"cpu": dict(backward=False, memory_efficient=False, dtypes={torch.float32})},
+            overrides={"cpu": dict(backward=False, memory_efficient=False, dtypes={torch.float32}, lse=None)},
             notes=("torch.compile(flex_attention, dynamic=True): a new graph for each dtype, head counts, "
                    "stride pattern, custom scale value and Sq == 1; CUDA: a query shorter than 128 whose head "
                    "group spans more than 128 rows (Sq x Hq/Hkv) runs the main flex kernel (BACKEND='TRITON'), "
                    "because inductor's decoding kernel has no tile for it (NoValidChoicesError, torch 2.11); "
                    + _WHAT_REBUILDS + "; CPU: forward only "
-                   "(torch has no flex backward on CPU) and float32 only: each graph costs 4-10 s of C++ "
+                   "(torch has no flex backward on CPU) and without the lse (inductor's CPU flex: 'return_lse is not "
+                   "supported yet', torch 2.13), float32 only: each graph costs 4-10 s of C++ "
                    "compilation on a 2-core machine and the suite needs about 40 of them across three dtypes "
                    "(flex-eager covers float16 and bfloat16 on CPU; CUDA declares all three)"),
         ),

@@ -132,6 +132,69 @@ class WindowedAttention(EagerAttention):
         return visible
 
 
+class FeatureAttention(EagerAttention):
+    """The eager base with softcap, ALiBi, a sink and the returned log-sum-exp, each an overridable step."""
+
+    softcap = alibi_slopes = sink = lse = None
+
+    def __call__(self, q, k, v, *, softcap=None, alibi_slopes=None, sink=None, return_lse=False, **options):
+        # one call at a time (as WindowedAttention): the suite never calls an implementation concurrently
+        self.softcap, self.alibi_slopes, self.sink, self.lse = softcap, alibi_slopes, sink, None
+        out = super().__call__(q, k, v, **options)
+        if not return_lse:
+            return out
+        if self.lse is None:  # no keys at all: nothing was scored
+            empty = torch.full((q.shape[0], q.shape[2], q.shape[1]), float("-inf"), device=q.device)
+            self.lse = empty if sink is None else torch.maximum(empty, sink[None, :, None])
+        return out, self.lse
+
+    def probabilities(self, q, k, visible, scale):
+        raw = torch.einsum("bqhd,bkhd->bhqk", q, k)
+        scores = self.masked(self.modified_scores(raw, scale), visible)
+        self.lse = self.log_sum_exp(scores, self.masked(raw, visible)).detach()
+        return self.softmax(scores)
+
+    def modified_scores(self, raw, scale):
+        scores = raw * scale
+        if self.softcap is not None:
+            scores = self.capped(scores, raw)
+        if self.alibi_slopes is not None:
+            scores = scores + self.alibi_bias(self.alibi_slopes, scores.shape[-2], scores.shape[-1], scores.device)
+        return scores
+
+    def capped(self, scores, raw):
+        return self.softcap * torch.tanh(scores / self.softcap)
+
+    def head_slopes(self, slopes):
+        """[B or 1, H, 1, 1]."""
+        return (slopes[None] if slopes.dim() == 1 else slopes)[:, :, None, None]
+
+    def alibi_distance(self, seqlen_q, seqlen_k, device):
+        rows = torch.arange(seqlen_q, device=device)[:, None] + seqlen_k - seqlen_q
+        return (rows - torch.arange(seqlen_k, device=device)[None, :]).abs()
+
+    def alibi_bias(self, slopes, seqlen_q, seqlen_k, device):
+        return -self.head_slopes(slopes) * self.alibi_distance(seqlen_q, seqlen_k, device)
+
+    def sink_logits(self):
+        """[1, H, 1, 1] or None."""
+        return None if self.sink is None else self.sink.float()[None, :, None, None]
+
+    def softmax(self, scores):
+        sink = self.sink_logits()
+        if sink is None:
+            return super().softmax(scores)
+        row_max = torch.maximum(scores.amax(dim=-1, keepdim=True), sink).detach()
+        weights = torch.exp(scores - row_max)
+        return weights / (weights.sum(dim=-1, keepdim=True) + torch.exp(sink - row_max))
+
+    def log_sum_exp(self, scores, raw_scores):
+        """[B, H, Sq] natural log of each row's denominator (the sink's term included); -inf for an empty row."""
+        lse = torch.logsumexp(scores, dim=-1)
+        sink = self.sink_logits()
+        return lse if sink is None else torch.logaddexp(lse, sink[..., 0])
+
+
 class _HandWrittenAttention(torch.autograd.Function):
     """Forward through the owner's steps; backward written out by hand, each piece an owner method."""
 

@@ -13,6 +13,7 @@ bug run; its description (the class docstring) is the bug in one line.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import torch
 
@@ -23,6 +24,7 @@ from attnconf.validation import AttentionInputError
 from .bases import (
     HEAD_DIMS,
     EagerAttention,
+    FeatureAttention,
     ManualBackwardAttention,
     PackedAttention,
     TiledAttention,
@@ -43,6 +45,7 @@ FULL = Capabilities(
 )
 TILED = dataclasses.replace(FULL, backward=False)  # the tiled base has no backward of its own
 WINDOWED = dataclasses.replace(FULL, window=True)
+FEATURES = dataclasses.replace(FULL, softcap=True, alibi=True, sink=True, lse="e")
 
 
 # ---- scale -----------------------------------------------------------------------------------------------------
@@ -60,6 +63,72 @@ class ScaleIgnored(EagerAttention):
 
     def softmax_scale(self, head_dim, scale):
         return super().softmax_scale(head_dim, None)
+
+
+# ---- softcap, ALiBi, the log-sum-exp, sinks -------------------------------------------------------------------
+
+
+class SoftcapAfterMask(FeatureAttention):
+    """softcap applied after the mask: masked keys get the score -cap instead of -inf"""
+
+    def modified_scores(self, raw, scale):
+        softcap, self.softcap = self.softcap, None
+        scores = super().modified_scores(raw, scale)
+        self.softcap = softcap
+        return scores
+
+    def masked(self, scores, visible):
+        scores = super().masked(scores, visible)
+        return scores if self.softcap is None else self.softcap * torch.tanh(scores / self.softcap)
+
+
+class SoftcapWithoutScale(FeatureAttention):
+    """softcap of the unscaled scores: cap * tanh(q·k / cap), the softmax scale dropped"""
+
+    def capped(self, scores, raw):
+        return self.softcap * torch.tanh(raw / self.softcap)
+
+
+class AlibiSignFlipped(FeatureAttention):
+    """ALiBi bias added with the wrong sign: +slope * distance"""
+
+    def alibi_bias(self, slopes, seqlen_q, seqlen_k, device):
+        return -super().alibi_bias(slopes, seqlen_q, seqlen_k, device)
+
+
+class AlibiSlopesReversed(FeatureAttention):
+    """ALiBi slopes read in reverse head order (slope H-1-h for head h)"""
+
+    def head_slopes(self, slopes):
+        return super().head_slopes(slopes).flip(1)
+
+
+class AlibiTopLeft(FeatureAttention):
+    """ALiBi distance measured top-left, |i - j|, instead of from i + Sk - Sq"""
+
+    def alibi_distance(self, seqlen_q, seqlen_k, device):
+        return (torch.arange(seqlen_q, device=device)[:, None] - torch.arange(seqlen_k, device=device)[None, :]).abs()
+
+
+class LseInBaseTwo(FeatureAttention):
+    """returns log2 of the denominator while declaring the natural log"""
+
+    def log_sum_exp(self, scores, raw_scores):
+        return super().log_sum_exp(scores, raw_scores) / math.log(2.0)
+
+
+class LseMissingScale(FeatureAttention):
+    """the log-sum-exp of the unscaled scores (the output itself is right)"""
+
+    def log_sum_exp(self, scores, raw_scores):
+        return super().log_sum_exp(raw_scores, raw_scores)
+
+
+class SinkLeftOutOfLse(FeatureAttention):
+    """the sink is in the softmax but not in the returned log-sum-exp"""
+
+    def log_sum_exp(self, scores, raw_scores):
+        return torch.logsumexp(scores, dim=-1)
 
 
 # ---- sliding window -------------------------------------------------------------------------------------------
@@ -530,6 +599,14 @@ MUTANTS: list[Implementation] = [
     _dense("window-left-off-by-one", WindowLeftOffByOne, WINDOWED),
     _dense("window-right-off-by-one", WindowRightOffByOne, WINDOWED),
     _dense("window-top-left", WindowTopLeft, WINDOWED),
+    _dense("softcap-after-mask", SoftcapAfterMask, FEATURES),
+    _dense("softcap-without-scale", SoftcapWithoutScale, FEATURES),
+    _dense("alibi-sign-flipped", AlibiSignFlipped, FEATURES),
+    _dense("alibi-slopes-reversed", AlibiSlopesReversed, FEATURES),
+    _dense("alibi-top-left", AlibiTopLeft, FEATURES),
+    _dense("lse-in-base-two", LseInBaseTwo, FEATURES),
+    _dense("lse-missing-scale", LseMissingScale, FEATURES),
+    _dense("sink-left-out-of-lse", SinkLeftOutOfLse, FEATURES),
     _dense("zero-output", ZeroOutput),
     _dense("zero-gradients", ZeroGradients),
     _implementation("mutant-nothing-validated", NothingValidated(), FULL, varlen_forward=NothingValidatedPacked()),
@@ -548,4 +625,5 @@ CONTROLS: list[Implementation] = [
     _implementation("control-tiled", TiledAttention(), TILED),
     _implementation("control-packed", EagerAttention(), FULL, varlen_forward=PackedAttention()),
     _implementation("control-windowed", WindowedAttention(), WINDOWED),
+    _implementation("control-features", FeatureAttention(), FEATURES),
 ]

@@ -1,13 +1,21 @@
 """The kill matrix: run the CPU conformance suite on every mutant and on the correct implementations, report which
 contracts caught each mutant, and fail if any mutant survives or any correct implementation fails.
 
-    python -m tests.mutants.kill_matrix            # prints the matrix, writes reports/mutants/kill-matrix.md
+    python -m tests.mutants.kill_matrix            # prints the matrix, writes reports/mutants/kill-matrix.{md,json}
 
 The suite runs in subprocesses exactly as a user runs it, with the mutants registered through ``--impl-module``
 (the public path). Each run writes the conformance records (``attnconf/conformance_report.py``) to a scratch
 folder; this module reads them back. A mutant counts as caught by a contract when a test of that contract fails
 for it and the same contract fails for none of the correct implementations (the controls built from the same
 bases, ``eager``, ``sdpa-math``, ``sdpa-flash``); any failure of a correct implementation is a false positive.
+
+The full run records in ``kill-matrix.json`` which contracts caught each mutant. The quick run that
+``tests/test_mutants.py`` makes in CI (``run(..., recorded=load_recorded())``) re-checks exactly those: each mutant
+runs only the tests of its recorded contracts (``tests/mutants/selection.py``), a mutant without a record runs
+everything, and the controls run everything; the built-in correct implementations are left to the conformance run
+of the same CI job (a contract failing one of them fails CI there). It finds a contract that stopped catching a
+mutant, or that started failing a correct base, in a fraction of the full run's time; the full run is for a new
+or changed catalogue or suite, and refreshes the record.
 """
 
 from __future__ import annotations
@@ -26,10 +34,12 @@ from pathlib import Path
 from attnconf.spec import contracts
 
 from . import hypothesis_profile
+from . import selection as selection_plugin
 from .catalogue import CONTROLS, MUTANTS
 
 ROOT = Path(__file__).resolve().parents[2]
 REPORT = ROOT / "reports" / "mutants" / "kill-matrix.md"
+RECORD = REPORT.with_suffix(".json")
 CATALOGUE = "tests.mutants.catalogue"
 BUILTIN_CORRECT = ("eager", "sdpa-math", "sdpa-flash")
 PYTEST_OK = (0, 1)  # all passed, or some tests failed (as mutants must); anything else is a broken run
@@ -53,6 +63,7 @@ def suite_command(report_dir: Path, impls: list[str], extra: list[str] | None = 
         "-p", "tests.mutants.hypothesis_profile", f"--hypothesis-profile={hypothesis_profile.PROFILE}", "--tb=no",
         # the catalogue's implementations neither crash nor hang: no worker process needed
         "--attnconf-isolation", "off",
+        "-p", "tests.mutants.selection",  # inert unless the quick run names a selection
         *(extra or []),
     ]
 
@@ -254,12 +265,33 @@ def markdown(matrix: KillMatrix, meta: dict, *, seconds: float, jobs: int) -> st
     return "\n".join(lines) + "\n"
 
 
-def run(work_dir: Path, *, jobs: int = 2) -> tuple[KillMatrix, dict, float]:
-    """Run the suite and analyse it: (matrix, run metadata, wall seconds)."""
+def load_recorded(path: Path = RECORD) -> dict[str, list[str]]:
+    """The contracts that caught each mutant in the last full run (empty when there is no record)."""
+    return json.loads(path.read_text())["catches"] if path.exists() else {}
+
+
+def record(matrix: KillMatrix, meta: dict) -> str:
+    return json.dumps({"date": meta.get("date"), "torch": meta.get("torch"), "seed": meta.get("seed"),
+                       "catches": {m: matrix.catches(m) for m in matrix.mutants}}, indent=1) + "\n"
+
+
+def run(work_dir: Path, *, jobs: int = 2, recorded: dict[str, list[str]] | None = None,
+        extra: list[str] | None = None) -> tuple[KillMatrix, dict, float]:
+    """Run the suite and analyse it: (matrix, run metadata, wall seconds).
+
+    With ``recorded`` (``load_recorded()``) it is the quick run of the module docstring.
+    """
     start = time.monotonic()
-    records, meta = run_suite(work_dir, jobs=jobs)
+    env = None
+    correct = correct_names()
+    if recorded is not None:
+        correct = [c.name for c in CONTROLS]
+        selection = work_dir / "selection.json"
+        selection.write_text(json.dumps({m: ids for m, ids in recorded.items() if ids}))
+        env = {**os.environ, selection_plugin.VARIABLE: str(selection)}
+    records, meta = run_suite(work_dir, jobs=jobs, names=[m.name for m in MUTANTS] + correct, extra=extra, env=env)
     seconds = time.monotonic() - start
-    return analyse(records, mutant_descriptions(), correct_names()), meta, seconds
+    return analyse(records, mutant_descriptions(), correct), meta, seconds
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -272,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     text = markdown(matrix, meta, seconds=seconds, jobs=args.jobs)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text)
+    args.output.with_suffix(".json").write_text(record(matrix, meta))
     print(text)
     print("\n".join(summary_lines(matrix)))
     print(f"written to {args.output} ({seconds:.0f} s)")
