@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Device call 2 of notes/triton-kernel.md version 5: issue 16's peer table, dense and packed, in one saved run of the
-# benchmark suite (--bench-set peers, SAVE=peers-packed): triton-flash (TMA loads), triton-flash-pointer (version 4's
-# loads, for the version comparison inside the same run), cuDNN, flash-attn 4 and 2, SDPA flash, flex-compiled and
-# torch-varlen. Where the two 64 MiB carries could not bring flash-attn 4's archive in one piece, its first part
-# is read from /tmp, where call 1 (scripts/gpu_triton_tma.sh) left it on the same, still warm machine, and
-# flash-attn 2's build likewise; without them the run goes on without those implementations and says so.
+# Issue 16's peer table, dense and packed, in one saved run of the benchmark suite (--bench-set peers,
+# SAVE=peers-packed): triton-flash, cuDNN, flash-attn 4 and 2, SDPA flash, flex-compiled and torch-varlen
+# (IMPLS overrides the list). flash-attn 4's archive (53 MiB) and the working tree (18 MiB) do not fit one 64 MiB
+# carry: split it here (cd .carry/fa4p && split -b 30M -a 1 ../fa4/fa4-site.tar.xz ""), carry part a in one call
+# that copies it to /tmp (cp .carry/fa4p/a /tmp/fa4-part-a, with whatever else that call does, e.g. building
+# flash-attn 2 into /tmp/fa2-out: FA2_OUT=/tmp/fa2-out bash scripts/flash_attn_build_offline.sh build), and part b
+# in this call, made at once after it, on the same, still warm machine; or carry .carry/fa4 and .carry/fa2 whole
+# where they fit. Without them the run goes on without those implementations, and site.txt says so.
+# The committed table (reports/peers/nvidia-h200-torch2.11.0.md) was made by this script at 71afcfc, whose run held
+# triton-flash with TMA loads (notes/triton-kernel.md, version 5, dropped) and the kept kernel as
+# triton-flash-pointer.
 #   device tool: run(command="ATTNCONF_COMMIT=<sha> bash scripts/gpu_peers.sh", carry=[...], timeout_s=600)
 # Back in $OUT: gpu_bench.tar.gz (the storage with the run), summary.txt, logs.tar.gz. Here: tar xzf, then
 #   python3 scripts/peer_table.py <storage>/*/NNNN_peers-packed.json --info summary.txt --output reports/peers/...
@@ -28,7 +33,7 @@ if [ ! -f .carry/fa2/flash-attn-site.tar.xz ] && [ -f /tmp/fa2-out/flash-attn-si
 fi
 ls -l .carry/fa4 .carry/fa2 >> "$out/site.txt" 2>&1
 OUT="$out" SAVE=peers-packed REPORT=0 TOTAL=${TOTAL:-560} \
-  BENCH_ARGS="--bench-set peers --impl-module scripts.triton_variants:VARIANTS --impl triton-flash,triton-flash-pointer,sdpa-cudnn,flash-attn4,flash-attn2,sdpa-flash,flex-compiled,torch-varlen" \
+  BENCH_ARGS="--bench-set peers --impl ${IMPLS:-triton-flash,sdpa-cudnn,flash-attn4,flash-attn2,sdpa-flash,flex-compiled,torch-varlen}" \
   bash scripts/gpu_bench.sh baseline
 cat "$out/site.txt" >> "$out/summary.txt"
 (cd "$out" && tar czf logs.tar.gz ./*.log site.txt 2>/dev/null; rm -f ./*.log)

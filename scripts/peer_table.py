@@ -99,8 +99,8 @@ def table(run: dict, info: str, heads: int = HEADS) -> str:
               "|---|" + "---|" * (1 + len(PEERS))]
     for s, causal in ROWS:
         lines.append(f"| {label(s, causal)} | " + " | ".join(cell(values, i, s, causal) for i in [OURS, *PEERS]) + " |")
-    lines += ["", f"Ratios of {OURS} to the best peer (named), to cuDNN and to flash-attn 2, forward / forward+backward "
-              f"(above 1: {OURS} is faster):", "",
+    lines += ["", f"Ratios of {TITLES[OURS]} to the best peer (named), to cuDNN and to flash-attn 2, forward / forward+backward "
+              f"(above 1: {TITLES[OURS]} is faster):", "",
               "| S, mask | best peer fwd | ÷ best fwd | best peer fwd+bwd | ÷ best fwd+bwd | ÷ cuDNN | ÷ flash-attn 2 |",
               "|---|---|---|---|---|---|---|"]
     for s, causal in ROWS:
@@ -122,11 +122,11 @@ def table(run: dict, info: str, heads: int = HEADS) -> str:
         for s, causal in ROWS:
             lines.append(f"| {label(s, causal)} | "
                          + " | ".join(cell(values, i, s, causal, True) for i in [OURS, *PACKED_PEERS]) + " |")
-        lines += ["", f"Ratios of packed {OURS} to the best packed peer (named) and to flash-attn 2 varlen, and packed "
-                  f"over dense at the same S for {OURS} and the best packed peer (1.00: a packed batch at the dense "
+        lines += ["", f"Ratios of packed {TITLES[OURS]} to the best packed peer (named) and to flash-attn 2 varlen, and packed "
+                  f"over dense at the same S for {TITLES[OURS]} and the best packed peer (1.00: a packed batch at the dense "
                   "batch's rate), forward / forward+backward:", "",
                   "| S, mask | best peer fwd | ÷ best fwd | best peer fwd+bwd | ÷ best fwd+bwd | ÷ flash-attn 2 | "
-                  f"{OURS} packed ÷ dense | best peer packed ÷ dense |",
+                  f"{TITLES[OURS]} packed ÷ dense | best peer packed ÷ dense |",
                   "|---|---|---|---|---|---|---|---|"]
         for s, causal in ROWS:
             best = {p: best_peer(values, s, causal, p, True) for p in PASSES}
@@ -162,9 +162,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heads", type=int, default=HEADS, help="the cases' head count (default 16)")
     parser.add_argument("--ours", default=OURS, help="the implementation whose column and ratios lead "
                         "(default triton-flash; e.g. a variant of it timed in the same run)")
+    parser.add_argument("--title", default=None, help="the column title of --ours (default: its name)")
     args = parser.parse_args(argv)
     OURS = args.ours
-    TITLES.setdefault(OURS, OURS)
+    TITLES[OURS] = args.title or TITLES.get(OURS, OURS)
     run = json.loads(args.run.read_text())
     text = table(run, args.info.read_text() if args.info else "", args.heads)
     if args.output:

@@ -6,8 +6,6 @@ products became Hopper's wgmma) before any GPU time is spent. Usage, from the re
 
     python scripts/triton_resources.py                       # the configured tiles (GPU_BLOCKS), bf16 and fp32
     python scripts/triton_resources.py dkdv bf16 64 64x64x4x3 128x64x8x3   # candidates: BMxBNxWARPSxSTAGES
-
-ATTNCONF_TRITON_LOADS=pointer|tma chooses the load path as for a run (triton_flash.py).
 """
 
 from __future__ import annotations
@@ -56,8 +54,7 @@ def resources(kernel: str, dtype: str, head_dim: int, blocks: triton_flash.Block
               varlen=False) -> str:
     fn = KERNELS[kernel]
     constexprs = dict(HEAD_DIM=head_dim, BLOCK_M=blocks.block_m, BLOCK_N=blocks.block_n, CAUSAL=causal,
-                      HAS_KPM=kpm, IS_VARLEN=varlen, UPCAST=False, PRECISION="ieee" if dtype == "fp32" else "tf32",
-                      TMA=triton_flash.LOADS == "tma")
+                      HAS_KPM=kpm, IS_VARLEN=varlen, UPCAST=False, PRECISION="ieee" if dtype == "fp32" else "tf32")
     compiled = triton.compile(ASTSource(fn, signature(fn, dtype, constexprs), constexprs=constexprs), target=TARGET,
                               options=dict(num_warps=blocks.num_warps, num_stages=blocks.num_stages))
     with tempfile.NamedTemporaryFile(suffix=".cubin") as cubin:
@@ -67,8 +64,7 @@ def resources(kernel: str, dtype: str, head_dim: int, blocks: triton_flash.Block
                                text=True).stdout
     regs = next((line.strip().split("CONSTANT")[0] for line in usage.splitlines() if "REG:" in line), usage[-200:])
     wgmma = compiled.asm["ptx"].count("wgmma.mma_async")
-    tma = compiled.asm["ptx"].count("cp.async.bulk.tensor")
-    return f"shared {compiled.metadata.shared} B | {regs}| wgmma {wgmma} | bulk tensor copies {tma}"
+    return f"shared {compiled.metadata.shared} B | {regs}| wgmma {wgmma}"
 
 
 def main(argv: list[str]) -> None:

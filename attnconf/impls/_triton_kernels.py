@@ -22,12 +22,6 @@ Conventions shared by all kernels:
 - loops over key (or query) blocks run in two phases: blocks every row of the tile sees in full, without any
   visibility arithmetic, then the blocks on the causal diagonal or the sequence end, with it.
 
-``TMA`` (constexpr) loads the tiles that the inner loops stream (the forward's and dQ's K and V tiles, dK/dV's Q and
-dO tiles) and the forward's Q tile through tensor descriptors made in the kernel (``tl.make_tensor_descriptor`` over
-one sequence of one head: rows ``[0, length)``, the head dim contiguous), which Hopper serves with its bulk tensor
-copy engine; rows past the sequence read as zeros, as the masked pointer loads do. Without it the same tiles are
-pointer loads. The wrapper sets it only where every base address and row stride is 16-byte aligned.
-
 ``UPCAST`` casts the operands of every ``tl.dot`` to float32; the wrapper sets it only under the Triton interpreter
 (``TRITON_INTERPRET=1``, how CI runs these kernels on CPUs) for bfloat16, which the interpreter cannot multiply.
 ``PRECISION`` is ``tl.dot``'s ``input_precision``: "ieee" for float32 inputs (the default, tf32, would round them
@@ -71,34 +65,6 @@ def _sequence(CU, b, dense_length, IS_VARLEN: tl.constexpr):
 
 
 @triton.jit
-def _descriptor(base, length, stride_s, BLOCK: tl.constexpr, HEAD_DIM: tl.constexpr, TMA: tl.constexpr):
-    """A tensor descriptor over rows [0, length) of one sequence of one head (TMA), else the base pointer itself."""
-    if TMA:
-        return tl.make_tensor_descriptor(base, shape=[length, HEAD_DIM], strides=[stride_s, 1],
-                                         block_shape=[BLOCK, HEAD_DIM])
-    else:
-        return base
-
-
-@triton.jit
-def _load_rows(src, start, rows, in_seq, offs_d, stride_s, TMA: tl.constexpr):
-    """The tile of rows ``start + [0, BLOCK)`` as [BLOCK, HEAD_DIM]; rows past the sequence read as 0."""
-    if TMA:
-        return src.load([start, 0])
-    else:
-        return tl.load(src + rows[:, None] * stride_s + offs_d[None, :], mask=in_seq[:, None], other=0.0)
-
-
-@triton.jit
-def _load_transposed(src, start, rows, in_seq, offs_d, stride_s, TMA: tl.constexpr):
-    """The same tile transposed, [HEAD_DIM, BLOCK] (the second operand of q . k^T and dO . v^T)."""
-    if TMA:
-        return tl.trans(src.load([start, 0]))
-    else:
-        return tl.load(src + rows[None, :] * stride_s + offs_d[:, None], mask=in_seq[None, :], other=0.0)
-
-
-@triton.jit
 def _softmax_grad(p, dp, delta):
     """dS = P * (dP - delta), with dS = 0 exactly where P = 1.
 
@@ -130,18 +96,15 @@ def _key_block_visibility(s, rows, cols, seqlen_k, diag, kpm_row, stride_mask_s,
 
 
 @triton.jit
-def _forward_key_blocks(acc, row_sum, row_max, q, k_src, v_src, kpm_row, rows, offs_n, offs_d,
+def _forward_key_blocks(acc, row_sum, row_max, q, k_base, v_base, kpm_row, rows, offs_n, offs_d,
                         stride_k_s, stride_v_s, stride_mask_s, lo, hi, seqlen_k, diag, qk_scale,
                         BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr,
-                        MASKED: tl.constexpr, UPCAST: tl.constexpr, PRECISION: tl.constexpr,
-                        TMA: tl.constexpr):
-    """Online softmax over key blocks [lo, hi): rescale the running sum and output whenever the max grows.
-
-    ``k_src``/``v_src``: tensor descriptors (TMA) or the sequence's base pointers."""
+                        MASKED: tl.constexpr, UPCAST: tl.constexpr, PRECISION: tl.constexpr):
+    """Online softmax over key blocks [lo, hi): rescale the running sum and output whenever the max grows."""
     for start_n in range(lo, hi, BLOCK_N):
         cols = start_n + offs_n
         in_seq = cols < seqlen_k
-        k_t = _load_transposed(k_src, start_n, cols, in_seq, offs_d, stride_k_s, TMA)
+        k_t = tl.load(k_base + cols[None, :] * stride_k_s + offs_d[:, None], mask=in_seq[None, :], other=0.0)
         s = _dot(q, k_t, UPCAST, PRECISION) * qk_scale
         s = _key_block_visibility(s, rows, cols, seqlen_k, diag, kpm_row, stride_mask_s, CAUSAL, HAS_KPM, MASKED)
         new_max = tl.maximum(row_max, tl.max(s, 1))
@@ -150,7 +113,7 @@ def _forward_key_blocks(acc, row_sum, row_max, q, k_src, v_src, kpm_row, rows, o
         p = tl.exp2(s - shift[:, None])
         correction = tl.exp2(row_max - shift)
         row_sum = row_sum * correction + tl.sum(p, 1)
-        v = _load_rows(v_src, start_n, cols, in_seq, offs_d, stride_v_s, TMA)
+        v = tl.load(v_base + cols[:, None] * stride_v_s + offs_d[None, :], mask=in_seq[:, None], other=0.0)
         acc = acc * correction[:, None] + _dot(p.to(v.dtype), v, UPCAST, PRECISION)
         row_max = new_max
     return acc, row_sum, row_max
@@ -168,7 +131,7 @@ def attention_forward_kernel(
     seqlen_q, seqlen_k, group, qk_scale, bottom_right,
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, IS_VARLEN: tl.constexpr,
-    UPCAST: tl.constexpr, PRECISION: tl.constexpr, TMA: tl.constexpr,
+    UPCAST: tl.constexpr, PRECISION: tl.constexpr,
 ):
     """One program: BLOCK_M query rows of one head of one sequence. Writes O and the two-part log-sum-exp."""
     pid_m, head, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
@@ -187,10 +150,7 @@ def attention_forward_kernel(
     rows = start_m + tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, HEAD_DIM)
-    q_src = _descriptor(q_base, len_q, stride_q_s, BLOCK_M, HEAD_DIM, TMA)
-    k_src = _descriptor(k_base, len_k, stride_k_s, BLOCK_N, HEAD_DIM, TMA)
-    v_src = _descriptor(v_base, len_k, stride_v_s, BLOCK_N, HEAD_DIM, TMA)
-    q = _load_rows(q_src, start_m, rows, rows < len_q, offs_d, stride_q_s, TMA)
+    q = tl.load(q_base + rows[:, None] * stride_q_s + offs_d[None, :], mask=rows[:, None] < len_q, other=0.0)
 
     diag = (len_k - len_q) * bottom_right
     if CAUSAL:
@@ -206,13 +166,11 @@ def attention_forward_kernel(
     row_sum = tl.zeros([BLOCK_M], tl.float32)
     acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
     acc, row_sum, row_max = _forward_key_blocks(
-        acc, row_sum, row_max, q, k_src, v_src, kpm_row, rows, offs_n, offs_d, stride_k_s, stride_v_s,
-        stride_mask_s, 0, full, len_k, diag, qk_scale, BLOCK_N, CAUSAL, HAS_KPM, False, UPCAST, PRECISION,
-        TMA)
+        acc, row_sum, row_max, q, k_base, v_base, kpm_row, rows, offs_n, offs_d, stride_k_s, stride_v_s,
+        stride_mask_s, 0, full, len_k, diag, qk_scale, BLOCK_N, CAUSAL, HAS_KPM, False, UPCAST, PRECISION)
     acc, row_sum, row_max = _forward_key_blocks(
-        acc, row_sum, row_max, q, k_src, v_src, kpm_row, rows, offs_n, offs_d, stride_k_s, stride_v_s,
-        stride_mask_s, full, hi, len_k, diag, qk_scale, BLOCK_N, CAUSAL, HAS_KPM, True, UPCAST, PRECISION,
-        TMA)
+        acc, row_sum, row_max, q, k_base, v_base, kpm_row, rows, offs_n, offs_d, stride_k_s, stride_v_s,
+        stride_mask_s, full, hi, len_k, diag, qk_scale, BLOCK_N, CAUSAL, HAS_KPM, True, UPCAST, PRECISION)
 
     seen = row_sum > 0
     out = acc / tl.where(seen, row_sum, 1.0)[:, None]
@@ -256,10 +214,10 @@ def attention_backward_preprocess_kernel(
 
 
 @triton.jit
-def _dkdv_query_blocks(dk, dv, k_t, v_t, q_src, do_src, lse_base, delta_base, keep, cols, offs_m, offs_d,
+def _dkdv_query_blocks(dk, dv, k_t, v_t, q_base, do_base, lse_base, delta_base, keep, cols, offs_m, offs_d,
                        stride_q_s, stride_do_s, stride_lse_part, lo, hi, len_q, diag, qk_scale,
                        BLOCK_M: tl.constexpr, CAUSAL_MASK: tl.constexpr, HAS_KPM: tl.constexpr,
-                       UPCAST: tl.constexpr, PRECISION: tl.constexpr, TMA: tl.constexpr):
+                       UPCAST: tl.constexpr, PRECISION: tl.constexpr):
     """Accumulate one head's contributions to dK and dV of one key tile over query blocks [lo, hi).
 
     Scores are recomputed exactly as the forward computed them (q times transposed k, same operand roles), so the
@@ -270,7 +228,7 @@ def _dkdv_query_blocks(dk, dv, k_t, v_t, q_src, do_src, lse_base, delta_base, ke
     for start_m in range(lo, hi, BLOCK_M):
         rows = start_m + offs_m
         in_seq = rows < len_q
-        q = _load_rows(q_src, start_m, rows, in_seq, offs_d, stride_q_s, TMA)
+        q = tl.load(q_base + rows[:, None] * stride_q_s + offs_d[None, :], mask=in_seq[:, None], other=0.0)
         row_max = tl.load(lse_base + rows, mask=in_seq, other=0.0)
         log_sum = tl.load(lse_base + stride_lse_part + rows, mask=in_seq, other=float("inf"))
         s = _dot(q, k_t, UPCAST, PRECISION) * qk_scale
@@ -279,7 +237,7 @@ def _dkdv_query_blocks(dk, dv, k_t, v_t, q_src, do_src, lse_base, delta_base, ke
         if HAS_KPM:
             s = tl.where(keep[None, :], s, float("-inf"))
         p = tl.exp2((s - row_max[:, None]) - log_sum[:, None])
-        do = _load_rows(do_src, start_m, rows, in_seq, offs_d, stride_do_s, TMA)
+        do = tl.load(do_base + rows[:, None] * stride_do_s + offs_d[None, :], mask=in_seq[:, None], other=0.0)
         dv += _dot(tl.trans(p.to(do.dtype)), do, UPCAST, PRECISION)
         delta = tl.load(delta_base + rows, mask=in_seq, other=0.0)
         dp = _dot(do, v_t, UPCAST, PRECISION)
@@ -302,7 +260,7 @@ def attention_backward_dkdv_kernel(
     seqlen_q, seqlen_k, group, qk_scale, sm_scale, bottom_right,
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, IS_VARLEN: tl.constexpr,
-    UPCAST: tl.constexpr, PRECISION: tl.constexpr, TMA: tl.constexpr,
+    UPCAST: tl.constexpr, PRECISION: tl.constexpr,
 ):
     """One program: dK and dV of BLOCK_N keys of one kv head, summed over the query heads of its group.
 
@@ -347,16 +305,14 @@ def attention_backward_dkdv_kernel(
         do_base = DO + b64 * stride_do_b + q_start * stride_do_s + head * stride_do_h
         lse_base = LSE + b64 * stride_lse_b + head * stride_lse_h + q_start
         delta_base = DELTA + b64 * stride_lse_b + head * stride_lse_h + q_start
-        q_src = _descriptor(q_base, len_q, stride_q_s, BLOCK_M, HEAD_DIM, TMA)
-        do_src = _descriptor(do_base, len_q, stride_do_s, BLOCK_M, HEAD_DIM, TMA)
-        dk, dv = _dkdv_query_blocks(dk, dv, k_t, v_t, q_src, do_src, lse_base, delta_base, keep, cols, offs_m,
+        dk, dv = _dkdv_query_blocks(dk, dv, k_t, v_t, q_base, do_base, lse_base, delta_base, keep, cols, offs_m,
                                     offs_d, stride_q_s, stride_do_s, stride_lse_part, lo, tl.minimum(full, len_q),
                                     len_q, diag,
-                                    qk_scale, BLOCK_M, CAUSAL, HAS_KPM, UPCAST, PRECISION, TMA)
-        dk, dv = _dkdv_query_blocks(dk, dv, k_t, v_t, q_src, do_src, lse_base, delta_base, keep, cols, offs_m,
+                                    qk_scale, BLOCK_M, CAUSAL, HAS_KPM, UPCAST, PRECISION)
+        dk, dv = _dkdv_query_blocks(dk, dv, k_t, v_t, q_base, do_base, lse_base, delta_base, keep, cols, offs_m,
                                     offs_d, stride_q_s, stride_do_s, stride_lse_part, tl.maximum(full, lo), len_q,
                                     len_q, diag,
-                                    qk_scale, BLOCK_M, False, HAS_KPM, UPCAST, PRECISION, TMA)
+                                    qk_scale, BLOCK_M, False, HAS_KPM, UPCAST, PRECISION)
 
     dk_base = DK + b64 * stride_dk_b + k_start * stride_dk_s + kv_head * stride_dk_h
     dv_base = DV + b64 * stride_dv_b + k_start * stride_dv_s + kv_head * stride_dv_h
@@ -367,17 +323,17 @@ def attention_backward_dkdv_kernel(
 
 
 @triton.jit
-def _dq_key_blocks(dq, q, do, row_max, log_sum, delta, k_src, v_src, kpm_row, rows, offs_n, offs_d,
+def _dq_key_blocks(dq, q, do, row_max, log_sum, delta, k_base, v_base, kpm_row, rows, offs_n, offs_d,
                    stride_k_s, stride_v_s, stride_mask_s, lo, hi, len_k, diag, qk_scale,
                    BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, MASKED: tl.constexpr,
-                   UPCAST: tl.constexpr, PRECISION: tl.constexpr, TMA: tl.constexpr):
+                   UPCAST: tl.constexpr, PRECISION: tl.constexpr):
     """Accumulate dQ of one query tile over key blocks [lo, hi): dQ += dS K with dS = P * (dP - delta)."""
     for start_n in range(lo, hi, BLOCK_N):
         cols = start_n + offs_n
         in_seq = cols < len_k
         # scores exactly as the forward computes them (see _dkdv_query_blocks)
-        k_t = _load_transposed(k_src, start_n, cols, in_seq, offs_d, stride_k_s, TMA)
-        v_t = _load_transposed(v_src, start_n, cols, in_seq, offs_d, stride_v_s, TMA)
+        k_t = tl.load(k_base + cols[None, :] * stride_k_s + offs_d[:, None], mask=in_seq[None, :], other=0.0)
+        v_t = tl.load(v_base + cols[None, :] * stride_v_s + offs_d[:, None], mask=in_seq[None, :], other=0.0)
         s = _dot(q, k_t, UPCAST, PRECISION) * qk_scale
         s = _key_block_visibility(s, rows, cols, len_k, diag, kpm_row, stride_mask_s, CAUSAL, HAS_KPM, MASKED)
         p = tl.exp2((s - row_max[:, None]) - log_sum[:, None])
@@ -400,7 +356,7 @@ def attention_backward_dq_kernel(
     seqlen_q, seqlen_k, group, qk_scale, sm_scale, bottom_right,
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, IS_VARLEN: tl.constexpr,
-    UPCAST: tl.constexpr, PRECISION: tl.constexpr, TMA: tl.constexpr,
+    UPCAST: tl.constexpr, PRECISION: tl.constexpr,
 ):
     """One program: dQ of BLOCK_M query rows of one head (its own tile: no atomics)."""
     pid_m, head, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
@@ -426,8 +382,6 @@ def attention_backward_dq_kernel(
     k_base = K + b64 * stride_k_b + k_start * stride_k_s + kv_head * stride_k_h
     v_base = V + b64 * stride_v_b + k_start * stride_v_s + kv_head * stride_v_h
     kpm_row = KPM + b64 * stride_mask_b
-    k_src = _descriptor(k_base, len_k, stride_k_s, BLOCK_N, HEAD_DIM, TMA)
-    v_src = _descriptor(v_base, len_k, stride_v_s, BLOCK_N, HEAD_DIM, TMA)
 
     diag = (len_k - len_q) * bottom_right
     if CAUSAL:
@@ -439,12 +393,12 @@ def attention_backward_dq_kernel(
     full = full // BLOCK_N * BLOCK_N
 
     dq = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
-    dq = _dq_key_blocks(dq, q, do, row_max, log_sum, delta, k_src, v_src, kpm_row, rows, offs_n, offs_d, stride_k_s,
+    dq = _dq_key_blocks(dq, q, do, row_max, log_sum, delta, k_base, v_base, kpm_row, rows, offs_n, offs_d, stride_k_s,
                         stride_v_s, stride_mask_s, 0, full, len_k, diag, qk_scale, BLOCK_N, CAUSAL, HAS_KPM, False,
-                        UPCAST, PRECISION, TMA)
-    dq = _dq_key_blocks(dq, q, do, row_max, log_sum, delta, k_src, v_src, kpm_row, rows, offs_n, offs_d, stride_k_s,
+                        UPCAST, PRECISION)
+    dq = _dq_key_blocks(dq, q, do, row_max, log_sum, delta, k_base, v_base, kpm_row, rows, offs_n, offs_d, stride_k_s,
                         stride_v_s, stride_mask_s, full, hi, len_k, diag, qk_scale, BLOCK_N, CAUSAL, HAS_KPM, True,
-                        UPCAST, PRECISION, TMA)
+                        UPCAST, PRECISION)
     dq_base = DQ + b64 * stride_dq_b + q_start * stride_dq_s + head * stride_dq_h
     tl.store(dq_base + rows[:, None] * stride_dq_s + offs_d[None, :], (dq * sm_scale).to(DQ.dtype.element_ty),
              mask=in_seq[:, None])

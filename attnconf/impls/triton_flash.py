@@ -97,14 +97,6 @@ def _apply_override(text: str | None) -> None:
 
 _apply_override(os.environ.get("ATTNCONF_TRITON_BLOCKS"))
 
-# How the kernels' streamed tiles are loaded (notes/triton-kernel.md, version 5): "tma", through tensor descriptors
-# made in the kernel (Hopper's bulk tensor copy engine; needs 16-byte aligned bases and row strides, else a call
-# falls back to "pointer"), or "pointer", masked pointer loads (versions 1-4). ATTNCONF_TRITON_LOADS chooses, for a
-# measurement.
-LOADS = os.environ.get("ATTNCONF_TRITON_LOADS", "tma")
-if LOADS not in ("tma", "pointer"):
-    raise ValueError(f"ATTNCONF_TRITON_LOADS must be 'tma' or 'pointer', got {LOADS!r}")
-
 
 def blocks_for(kernel: str, head_dim: int, dtype: torch.dtype) -> Blocks:
     if INTERPRETED:
@@ -134,7 +126,6 @@ class Problem:
     causal: str | None
     scale: float
     varlen: bool
-    tma: bool = False  # streamed tiles through tensor descriptors (every tensor 16-byte aligned)
 
     @property
     def group(self) -> int:
@@ -160,28 +151,6 @@ def _lse_strides(problem: Problem, lse: torch.Tensor) -> tuple[int, int, int]:
     return (*_row_stats(problem, lse[0]), lse.stride(0))
 
 
-def _tma_aligned(*tensors: torch.Tensor) -> bool:
-    """Whether a tensor descriptor can address every tensor: base and every stride but the last (1) 16-byte aligned.
-
-    A sequence's base inside a tensor is the base plus multiples of those strides, so it is aligned too."""
-    for t in tensors:
-        size = t.element_size()
-        if t.stride(-1) != 1 or t.data_ptr() % 16 or any(st * size % 16 for st in t.stride()[:-1]):
-            return False
-    return True
-
-
-_allocator_set = False
-
-
-def _ensure_tma_allocator() -> None:
-    """Descriptors made inside a kernel live in a global scratch buffer that Triton asks an allocator for."""
-    global _allocator_set
-    if not _allocator_set and not INTERPRETED:
-        triton.set_allocator(lambda size, alignment, stream: torch.empty(size, dtype=torch.int8, device="cuda"))
-        _allocator_set = True
-
-
 def _last_dim_contiguous(t: torch.Tensor) -> torch.Tensor:
     # kernels take any strides for batch, sequence and head, but read the head dim as one contiguous vector
     return t if t.stride(-1) == 1 else t.contiguous()
@@ -196,12 +165,6 @@ def _dot_options(dtype: torch.dtype) -> dict:
 
 def _causal_options(problem: Problem) -> dict:
     return dict(CAUSAL=problem.causal is not None, bottom_right=int(problem.causal == BOTTOM_RIGHT))
-
-
-def _load_options(problem: Problem) -> dict:
-    if problem.tma:
-        _ensure_tma_allocator()
-    return dict(TMA=problem.tma)
 
 
 def _row_stat_shape(problem: Problem, q: torch.Tensor) -> tuple[int, ...]:
@@ -240,7 +203,7 @@ def _forward(q, k, v, kpm, cu_q, cu_k, problem: Problem):
             problem.seqlen_q, problem.seqlen_k, problem.group, problem.scale * kernels.LOG2E,
             HEAD_DIM=problem.head_dim, BLOCK_M=blocks.block_m, BLOCK_N=blocks.block_n, HAS_KPM=kpm is not None,
             IS_VARLEN=problem.varlen, num_warps=blocks.num_warps, num_stages=blocks.num_stages,
-            **_causal_options(problem), **_dot_options(q.dtype), **_load_options(problem),
+            **_causal_options(problem), **_dot_options(q.dtype),
         )
     return out, lse
 
@@ -252,9 +215,6 @@ def _backward(dout, q, k, v, out, lse, kpm, cu_q, cu_k, problem: Problem):
     if problem.empty or k.numel() == 0:
         return dq.zero_(), dk.zero_(), dv.zero_()
     dout = _last_dim_contiguous(dout)
-    if problem.tma and not _tma_aligned(dout):
-        # q and k took the descriptor path in the forward: keep it, so the scores are recomputed the same way
-        dout = torch.empty_like(dout, memory_format=torch.contiguous_format).copy_(dout)
     varlen = problem.varlen
     delta = torch.empty_like(lse[0])
     cu_q_arg = cu_q if cu_q is not None else q
@@ -262,7 +222,7 @@ def _backward(dout, q, k, v, out, lse, kpm, cu_q, cu_k, problem: Problem):
     kpm_arg = kpm if kpm is not None else q
     mask_strides = (kpm.stride(0), kpm.stride(1)) if kpm is not None else (0, 0)
     common = dict(HEAD_DIM=problem.head_dim, HAS_KPM=kpm is not None, IS_VARLEN=varlen,
-                  **_causal_options(problem), **_dot_options(q.dtype), **_load_options(problem))
+                  **_causal_options(problem), **_dot_options(q.dtype))
     qk_scale = problem.scale * kernels.LOG2E
     with _device_guard(q):
         pre = blocks_for("delta", problem.head_dim, q.dtype)
@@ -335,20 +295,19 @@ def _unavailable() -> str | None:
     return None
 
 
-def flash_attention(q, k, v, *, key_padding_mask=None, causal=None, scale=None, _loads=None):
+def flash_attention(q, k, v, *, key_padding_mask=None, causal=None, scale=None):
     """FlashAttention-2 in Triton on [B, S, H, D] inputs: causal alignments, key-padding mask, GQA, backward."""
     check_dense_inputs(q, k, v, key_padding_mask, head_dims=HEAD_DIMS)
     scale = _check_options(q, causal, scale)
     q, k, v = (_last_dim_contiguous(t) for t in (q, k, v))
     kpm = None if key_padding_mask is None else key_padding_mask.view(torch.uint8)  # same bytes, loadable
     problem = Problem(batch=q.shape[0], seqlen_q=q.shape[1], seqlen_k=k.shape[1], heads_q=q.shape[2],
-                      heads_kv=k.shape[2], head_dim=q.shape[3], causal=causal, scale=scale, varlen=False,
-                      tma=(_loads or LOADS) == "tma" and _tma_aligned(q, k, v))
+                      heads_kv=k.shape[2], head_dim=q.shape[3], causal=causal, scale=scale, varlen=False)
     return FlashAttentionFunction.apply(q, k, v, kpm, None, None, problem)
 
 
 def flash_attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, *, causal=None,
-                           scale=None, _loads=None):
+                           scale=None):
     """Packed batches [T, H, D] delimited by int32 cu_seqlens, as flash-attn's varlen API; no padding anywhere."""
     lengths_q, lengths_k = check_packed_call(
         q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, head_dims=HEAD_DIMS
@@ -356,8 +315,7 @@ def flash_attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, ma
     scale = _check_options(q, causal, scale)
     q, k, v = (_last_dim_contiguous(t) for t in (q, k, v))
     problem = Problem(batch=len(lengths_q), seqlen_q=max(lengths_q), seqlen_k=max(lengths_k), heads_q=q.shape[1],
-                      heads_kv=k.shape[1], head_dim=q.shape[2], causal=causal, scale=scale, varlen=True,
-                      tma=(_loads or LOADS) == "tma" and _tma_aligned(q, k, v))
+                      heads_kv=k.shape[1], head_dim=q.shape[2], causal=causal, scale=scale, varlen=True)
     cu_q, cu_k = cu_seqlens_q.contiguous(), cu_seqlens_k.contiguous()
     return FlashAttentionFunction.apply(q, k, v, None, cu_q, cu_k, problem)
 
@@ -386,23 +344,6 @@ CAPABILITIES = Capabilities(
         "came too close to the bound. dK/dV summed over GQA groups inside one program: no atomics, deterministic."
     ),
 )
-
-def variant(name: str, loads: str) -> Implementation:
-    """The same kernels with another load path (``"pointer"`` or ``"tma"``), as an implementation of its own, for a
-    measurement beside ``triton-flash`` in one run (``scripts/triton_variants.py``); not registered here."""
-    if loads not in ("tma", "pointer"):
-        raise ValueError(f"loads must be 'tma' or 'pointer', got {loads!r}")
-
-    def dense(q, k, v, *, key_padding_mask=None, causal=None, scale=None):
-        return flash_attention(q, k, v, key_padding_mask=key_padding_mask, causal=causal, scale=scale, _loads=loads)
-
-    def packed(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, *, causal=None, scale=None):
-        return flash_attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, causal=causal,
-                                      scale=scale, _loads=loads)
-
-    return Implementation(name=name, forward=dense, varlen_forward=packed, capabilities=CAPABILITIES,
-                          available=_unavailable, description=f"{NAME} with {loads} loads")
-
 
 IMPLEMENTATION = register(
     Implementation(
