@@ -11,8 +11,8 @@ import torch
 
 pytest.importorskip("triton")
 
-from attnconf.checks import check_dense  # noqa: E402
-from attnconf.inputs import DenseCase, make_dense_inputs  # noqa: E402
+from attnconf.checks import check_dense, check_varlen  # noqa: E402
+from attnconf.inputs import DenseCase, VarlenCase, make_dense_inputs  # noqa: E402
 from attnconf.impls import triton_flash  # noqa: E402
 
 reason = triton_flash.IMPLEMENTATION.unavailable_reason()
@@ -57,6 +57,65 @@ def test_causal_split_around_block_boundaries(seqlen_q, seqlen_k, causal):
     case = DenseCase(batch=1, seqlen_q=seqlen_q, seqlen_k=seqlen_k, heads_q=1, heads_kv=1, head_dim=32,
                      dtype=DTYPE, causal=causal, backward=True)
     check_dense(triton_flash.IMPLEMENTATION, case, DEVICE, torch.Generator().manual_seed(1))
+
+
+# Sliding windows split each loop in three phases (the window's left edge, blocks every row sees, the diagonal or the
+# right edge) and skip the blocks no row sees. Windows whose edges land on, beside and across block boundaries (32,
+# 64 and 128 rows or keys: interpreter and GPU tiles), Sq < Sk and Sq > Sk (rows whose window is empty), one side
+# unbounded, with causal masking.
+WINDOW_CASES = [((130, 130), (0, 0)), ((130, 130), (63, 0)), ((130, 130), (64, 1)), ((130, 130), (1, 64)),
+                ((70, 200), (130, -1)), ((70, 200), (5, 65)), ((200, 70), (-1, 70)), ((200, 70), (129, 2)),
+                ((129, 257), (64, 64))]
+
+
+@pytest.mark.parametrize("shape,window", WINDOW_CASES, ids=str)
+@pytest.mark.parametrize("causal", [None, "bottom_right"])
+def test_window_across_block_boundaries(shape, window, causal):
+    seqlen_q, seqlen_k = shape
+    case = DenseCase(batch=1, seqlen_q=seqlen_q, seqlen_k=seqlen_k, heads_q=1, heads_kv=1, head_dim=32,
+                     dtype=DTYPE, causal=causal, window=window, backward=True)
+    check_dense(triton_flash.IMPLEMENTATION, case, DEVICE, torch.Generator().manual_seed(5))
+
+
+def test_window_in_packed_batches_across_block_boundaries():
+    case = VarlenCase(lengths_q=(130, 70, 1, 200), lengths_k=(130, 200, 65, 70), heads_q=2, heads_kv=1, head_dim=32,
+                      dtype=DTYPE, window=(64, 3), backward=True)
+    check_varlen(triton_flash.IMPLEMENTATION, case, DEVICE, torch.Generator().manual_seed(6))
+
+
+def test_blocks_outside_every_window_are_not_read():
+    """Keys that no row's window reaches (Sq < Sk) and rows whose window is empty (Sq > Sk), 192 of each: three
+    64-row blocks, whole blocks at every tile size in use. NaN there must change nothing: their blocks are skipped."""
+    g = torch.Generator().manual_seed(7)
+    for (seqlen_q, seqlen_k), unseen in (((64, 256), "kv"), ((256, 64), "q")):
+        q, k, v = (torch.randn(1, s, 2, 32, generator=g).to(DEVICE, DTYPE) for s in (seqlen_q, seqlen_k, seqlen_k))
+        dout = torch.randn(1, seqlen_q, 2, 32, generator=g).to(DEVICE, DTYPE)
+
+        def run(q, k, v, dout):
+            q, k, v = (t.clone().requires_grad_() for t in (q, k, v))
+            out = triton_flash.flash_attention(q, k, v, window=(0, 0))
+            out.backward(dout)
+            return out, q.grad, k.grad, v.grad
+
+        clean = run(q, k, v, dout)
+        poisoned = [t.clone() for t in (q, k, v, dout)]
+        if unseen == "kv":
+            for t in poisoned[1:3]:
+                t[:, :192] = float("nan")
+        else:
+            for t in (poisoned[0], poisoned[3]):
+                t[:, :192] = float("nan")
+        for a, b in zip(clean, run(*poisoned)):
+            assert torch.equal(a, b)
+        if unseen == "q":
+            assert torch.count_nonzero(clean[0][:, :192]) == 0 and torch.count_nonzero(clean[1][:, :192]) == 0
+
+
+def test_window_is_validated():
+    inputs = _case_inputs(DenseCase())
+    for bad in ((1,), (2, -2), (1.5, 2), "1,2"):
+        with pytest.raises(ValueError, match="window"):
+            triton_flash.flash_attention(inputs.q, inputs.k, inputs.v, window=bad)
 
 
 # Measured on an H100 (torch 2.11, triton 3.6, 2026-11-21): in bfloat16 the dK/dV kernel's 64x64 tiles (4 warps)

@@ -19,8 +19,12 @@ Conventions shared by all kernels:
   dQ is 0 and it adds nothing to dK or dV, with no NaN (``-inf - inf`` is ``-inf``);
 - masked scores are set to ``-inf`` (never to a large finite number), so masked keys get exactly zero probability,
   hence exactly zero dK and dV;
-- loops over key (or query) blocks run in two phases: blocks every row of the tile sees in full, without any
-  visibility arithmetic, then the blocks on the causal diagonal or the sequence end, with it.
+- a sliding window (``HAS_WINDOW``; ``left``, ``right`` >= 0, the wrapper turns an unbounded side into one longer
+  than any sequence) also hides key ``j`` from row ``i`` unless ``i + woff - left <= j <= i + woff + right``, with
+  ``woff = Sk - Sq`` of the sequence (bottom-right, as flash-attn's ``window_size``), on top of the other rules;
+- loops over key (or query) blocks run in up to three phases: blocks every row of the tile sees in full, without
+  any visibility arithmetic, and before and after them the blocks on the window's left edge, on the causal diagonal,
+  on the window's right edge or at the sequence end, with it. Blocks no row of the tile sees are not visited.
 
 ``UPCAST`` casts the operands of every ``tl.dot`` to float32; the wrapper sets it only under the Triton interpreter
 (``TRITON_INTERPRET=1``, how CI runs these kernels on CPUs) for bfloat16, which the interpreter cannot multiply.
@@ -39,7 +43,7 @@ LOG2E = 1.4426950408889634  # log2(e): exp(x) == exp2(x * LOG2E)
 # value equal to 1 or divisible by 16, which costs compile time and buys nothing (the per-row statistics and the mask
 # are read one scalar per row or key; the tiles' strides, multiples of the head dim, stay specialised). Names a
 # kernel lacks are ignored.
-_RUNTIME_INTS = ["seqlen_q", "seqlen_k", "bottom_right", "group", "stride_lse_b", "stride_lse_h", "stride_lse_part",
+_RUNTIME_INTS = ["seqlen_q", "seqlen_k", "bottom_right", "group", "win_left", "win_right", "stride_lse_b", "stride_lse_h", "stride_lse_part",
                  "stride_delta_b", "stride_delta_h", "stride_mask_b", "stride_mask_s"]
 
 
@@ -78,13 +82,47 @@ def _softmax_grad(p, dp, delta):
 
 
 @triton.jit
-def _key_block_visibility(s, rows, cols, seqlen_k, diag, kpm_row, stride_mask_s,
-                          CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, MASKED: tl.constexpr):
+def _window_visibility(visible, rows, cols, woff, win_left, win_right):
+    """``visible`` [rows, cols] and the sliding window: ``row + woff - left <= col <= row + woff + right``."""
+    centre = rows[:, None] + woff
+    return visible & (cols[None, :] >= centre - win_left) & (cols[None, :] <= centre + win_right)
+
+
+@triton.jit
+def _key_range(start_m, len_q, len_k, diag, woff, win_left, win_right, BLOCK_M: tl.constexpr,
+               BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr):
+    """Key blocks of query rows [start_m, start_m + BLOCK_M): (lo, full_lo, full_hi, hi).
+
+    Keys in [lo, hi) are seen by some row (lo a multiple of BLOCK_N); the blocks in [full_lo, full_hi) by every row
+    (both multiples of BLOCK_N; an empty range when full_hi <= full_lo). The rest of [lo, hi) needs masking."""
+    hi = len_k
+    full_hi = len_k
+    if CAUSAL:
+        # keys seen by some row of the tile end at the last row's diagonal; keys seen by every row, at the first's
+        hi = tl.minimum(hi, tl.maximum(start_m + BLOCK_M + diag, 0))
+        full_hi = tl.minimum(hi, tl.maximum(start_m + diag + 1, 0))
+    lo = 0
+    full_lo = 0
+    if HAS_WINDOW:
+        hi = tl.minimum(hi, tl.maximum(start_m + BLOCK_M + woff + win_right, 0))
+        full_hi = tl.minimum(full_hi, tl.maximum(start_m + woff + win_right + 1, 0))
+        lo = tl.minimum(tl.maximum(start_m + woff - win_left, 0), hi) // BLOCK_N * BLOCK_N
+        full_lo = tl.cdiv(tl.maximum(start_m + BLOCK_M - 1 + woff - win_left, 0), BLOCK_N) * BLOCK_N
+    full_hi = full_hi // BLOCK_N * BLOCK_N
+    return lo, full_lo, full_hi, hi
+
+
+@triton.jit
+def _key_block_visibility(s, rows, cols, seqlen_k, diag, kpm_row, stride_mask_s, woff, win_left, win_right,
+                          CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, MASKED: tl.constexpr,
+                          HAS_WINDOW: tl.constexpr):
     """``s`` [BLOCK_M, BLOCK_N] with invisible keys set to -inf."""
     if MASKED:
         visible = cols[None, :] < seqlen_k
         if CAUSAL:
             visible = visible & (cols[None, :] <= rows[:, None] + diag)
+        if HAS_WINDOW:
+            visible = _window_visibility(visible, rows, cols, woff, win_left, win_right)
         s = tl.where(visible, s, float("-inf"))
     if HAS_KPM:
         keep = tl.load(kpm_row + cols * stride_mask_s, mask=cols < seqlen_k, other=0) != 0
@@ -98,15 +136,18 @@ def _key_block_visibility(s, rows, cols, seqlen_k, diag, kpm_row, stride_mask_s,
 @triton.jit
 def _forward_key_blocks(acc, row_sum, row_max, q, k_base, v_base, kpm_row, rows, offs_n, offs_d,
                         stride_k_s, stride_v_s, stride_mask_s, lo, hi, seqlen_k, diag, qk_scale,
+                        woff, win_left, win_right,
                         BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr,
-                        MASKED: tl.constexpr, UPCAST: tl.constexpr, PRECISION: tl.constexpr):
+                        MASKED: tl.constexpr, UPCAST: tl.constexpr, PRECISION: tl.constexpr,
+                        HAS_WINDOW: tl.constexpr):
     """Online softmax over key blocks [lo, hi): rescale the running sum and output whenever the max grows."""
     for start_n in range(lo, hi, BLOCK_N):
         cols = start_n + offs_n
         in_seq = cols < seqlen_k
         k_t = tl.load(k_base + cols[None, :] * stride_k_s + offs_d[:, None], mask=in_seq[None, :], other=0.0)
         s = _dot(q, k_t, UPCAST, PRECISION) * qk_scale
-        s = _key_block_visibility(s, rows, cols, seqlen_k, diag, kpm_row, stride_mask_s, CAUSAL, HAS_KPM, MASKED)
+        s = _key_block_visibility(s, rows, cols, seqlen_k, diag, kpm_row, stride_mask_s, woff, win_left, win_right,
+                                  CAUSAL, HAS_KPM, MASKED, HAS_WINDOW)
         new_max = tl.maximum(row_max, tl.max(s, 1))
         # a row that has seen no visible key yet keeps max -inf: subtract 0 instead, so exp2(-inf) stays 0, not NaN
         shift = tl.where(new_max == float("-inf"), 0.0, new_max)
@@ -128,10 +169,10 @@ def attention_forward_kernel(
     stride_o_b, stride_o_s, stride_o_h,
     stride_lse_b, stride_lse_h, stride_lse_part,
     stride_mask_b, stride_mask_s,
-    seqlen_q, seqlen_k, group, qk_scale, bottom_right,
+    seqlen_q, seqlen_k, group, qk_scale, bottom_right, win_left, win_right,
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, IS_VARLEN: tl.constexpr,
-    UPCAST: tl.constexpr, PRECISION: tl.constexpr,
+    UPCAST: tl.constexpr, PRECISION: tl.constexpr, HAS_WINDOW: tl.constexpr,
 ):
     """One program: BLOCK_M query rows of one head of one sequence. Writes O and the two-part log-sum-exp."""
     pid_m, head, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
@@ -152,25 +193,27 @@ def attention_forward_kernel(
     offs_d = tl.arange(0, HEAD_DIM)
     q = tl.load(q_base + rows[:, None] * stride_q_s + offs_d[None, :], mask=rows[:, None] < len_q, other=0.0)
 
-    diag = (len_k - len_q) * bottom_right
-    if CAUSAL:
-        # keys seen by some row of the tile end at the last row's diagonal; keys seen by every row, at the first's
-        hi = tl.minimum(len_k, tl.maximum(start_m + BLOCK_M + diag, 0))
-        full = tl.minimum(hi, tl.maximum(start_m + diag + 1, 0))
-    else:
-        hi = len_k
-        full = len_k
-    full = full // BLOCK_N * BLOCK_N
+    woff = len_k - len_q
+    diag = woff * bottom_right
+    lo, full_lo, full_hi, hi = _key_range(start_m, len_q, len_k, diag, woff, win_left, win_right, BLOCK_M, BLOCK_N,
+                                          CAUSAL, HAS_WINDOW)
 
     row_max = tl.full([BLOCK_M], float("-inf"), tl.float32)
     row_sum = tl.zeros([BLOCK_M], tl.float32)
     acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
+    if HAS_WINDOW:  # the window's left edge (blocks some rows see in part)
+        acc, row_sum, row_max = _forward_key_blocks(
+            acc, row_sum, row_max, q, k_base, v_base, kpm_row, rows, offs_n, offs_d, stride_k_s, stride_v_s,
+            stride_mask_s, lo, tl.minimum(full_lo, hi), len_k, diag, qk_scale, woff, win_left, win_right, BLOCK_N,
+            CAUSAL, HAS_KPM, True, UPCAST, PRECISION, HAS_WINDOW)
     acc, row_sum, row_max = _forward_key_blocks(
         acc, row_sum, row_max, q, k_base, v_base, kpm_row, rows, offs_n, offs_d, stride_k_s, stride_v_s,
-        stride_mask_s, 0, full, len_k, diag, qk_scale, BLOCK_N, CAUSAL, HAS_KPM, False, UPCAST, PRECISION)
+        stride_mask_s, full_lo, full_hi, len_k, diag, qk_scale, woff, win_left, win_right, BLOCK_N, CAUSAL,
+        HAS_KPM, False, UPCAST, PRECISION, HAS_WINDOW)
     acc, row_sum, row_max = _forward_key_blocks(
         acc, row_sum, row_max, q, k_base, v_base, kpm_row, rows, offs_n, offs_d, stride_k_s, stride_v_s,
-        stride_mask_s, full, hi, len_k, diag, qk_scale, BLOCK_N, CAUSAL, HAS_KPM, True, UPCAST, PRECISION)
+        stride_mask_s, tl.maximum(full_hi, full_lo), hi, len_k, diag, qk_scale, woff, win_left, win_right, BLOCK_N,
+        CAUSAL, HAS_KPM, True, UPCAST, PRECISION, HAS_WINDOW)
 
     seen = row_sum > 0
     out = acc / tl.where(seen, row_sum, 1.0)[:, None]
@@ -216,8 +259,9 @@ def attention_backward_preprocess_kernel(
 @triton.jit
 def _dkdv_query_blocks(dk, dv, k_t, v_t, q_base, do_base, lse_base, delta_base, keep, cols, offs_m, offs_d,
                        stride_q_s, stride_do_s, stride_lse_part, lo, hi, len_q, diag, qk_scale,
+                       woff, win_left, win_right,
                        BLOCK_M: tl.constexpr, CAUSAL_MASK: tl.constexpr, HAS_KPM: tl.constexpr,
-                       UPCAST: tl.constexpr, PRECISION: tl.constexpr):
+                       UPCAST: tl.constexpr, PRECISION: tl.constexpr, WINDOW_MASK: tl.constexpr):
     """Accumulate one head's contributions to dK and dV of one key tile over query blocks [lo, hi).
 
     Scores are recomputed exactly as the forward computed them (q times transposed k, same operand roles), so the
@@ -234,6 +278,9 @@ def _dkdv_query_blocks(dk, dv, k_t, v_t, q_base, do_base, lse_base, delta_base, 
         s = _dot(q, k_t, UPCAST, PRECISION) * qk_scale
         if CAUSAL_MASK:
             s = tl.where(cols[None, :] <= rows[:, None] + diag, s, float("-inf"))
+        if WINDOW_MASK:
+            s = tl.where(_window_visibility(rows[:, None] >= 0, rows, cols, woff, win_left, win_right), s,
+                         float("-inf"))
         if HAS_KPM:
             s = tl.where(keep[None, :], s, float("-inf"))
         p = tl.exp2((s - row_max[:, None]) - log_sum[:, None])
@@ -257,10 +304,10 @@ def attention_backward_dkdv_kernel(
     stride_dv_b, stride_dv_s, stride_dv_h,
     stride_lse_b, stride_lse_h, stride_lse_part,
     stride_mask_b, stride_mask_s,
-    seqlen_q, seqlen_k, group, qk_scale, sm_scale, bottom_right,
+    seqlen_q, seqlen_k, group, qk_scale, sm_scale, bottom_right, win_left, win_right,
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, IS_VARLEN: tl.constexpr,
-    UPCAST: tl.constexpr, PRECISION: tl.constexpr,
+    UPCAST: tl.constexpr, PRECISION: tl.constexpr, HAS_WINDOW: tl.constexpr,
 ):
     """One program: dK and dV of BLOCK_N keys of one kv head, summed over the query heads of its group.
 
@@ -287,15 +334,26 @@ def attention_backward_dkdv_kernel(
     else:
         keep = in_seq
 
-    diag = (len_k - len_q) * bottom_right
+    woff = len_k - len_q
+    diag = woff * bottom_right
+    # query rows [lo, hi) see some key of the tile; the blocks in [full_lo, full_hi) see all of them
+    lo = 0
+    full_lo = 0
+    hi = len_q
+    full_hi = len_q
     if CAUSAL:
         # the first query row that sees key j is j - diag; rows from the last key's first row on see the whole tile
-        lo = tl.maximum(start_n - diag, 0) // BLOCK_M * BLOCK_M
-        full = tl.minimum(tl.maximum(start_n + BLOCK_N - 1 - diag, lo), len_q)
-        full = tl.cdiv(full, BLOCK_M) * BLOCK_M
-    else:
-        lo = 0
-        full = 0
+        lo = tl.maximum(start_n - diag, 0)
+        full_lo = start_n + BLOCK_N - 1 - diag
+    if HAS_WINDOW:
+        # row i sees key j when j - woff - right <= i <= j - woff + left
+        lo = tl.maximum(lo, start_n - woff - win_right)
+        full_lo = tl.maximum(full_lo, start_n + BLOCK_N - 1 - woff - win_right)
+        hi = tl.minimum(len_q, tl.maximum(start_n + BLOCK_N - woff + win_left, 0))
+        full_hi = tl.minimum(hi, tl.maximum(start_n - woff + win_left + 1, 0)) // BLOCK_M * BLOCK_M
+    lo = tl.minimum(tl.maximum(lo, 0), len_q) // BLOCK_M * BLOCK_M
+    full_lo = tl.minimum(tl.maximum(full_lo, lo), len_q)
+    full_lo = tl.cdiv(full_lo, BLOCK_M) * BLOCK_M
 
     dk = tl.zeros([BLOCK_N, HEAD_DIM], tl.float32)
     dv = tl.zeros([BLOCK_N, HEAD_DIM], tl.float32)
@@ -306,13 +364,18 @@ def attention_backward_dkdv_kernel(
         lse_base = LSE + b64 * stride_lse_b + head * stride_lse_h + q_start
         delta_base = DELTA + b64 * stride_lse_b + head * stride_lse_h + q_start
         dk, dv = _dkdv_query_blocks(dk, dv, k_t, v_t, q_base, do_base, lse_base, delta_base, keep, cols, offs_m,
-                                    offs_d, stride_q_s, stride_do_s, stride_lse_part, lo, tl.minimum(full, len_q),
-                                    len_q, diag,
-                                    qk_scale, BLOCK_M, CAUSAL, HAS_KPM, UPCAST, PRECISION)
+                                    offs_d, stride_q_s, stride_do_s, stride_lse_part, lo, tl.minimum(full_lo, hi),
+                                    len_q, diag, qk_scale, woff, win_left, win_right,
+                                    BLOCK_M, CAUSAL, HAS_KPM, UPCAST, PRECISION, HAS_WINDOW)
         dk, dv = _dkdv_query_blocks(dk, dv, k_t, v_t, q_base, do_base, lse_base, delta_base, keep, cols, offs_m,
-                                    offs_d, stride_q_s, stride_do_s, stride_lse_part, tl.maximum(full, lo), len_q,
-                                    len_q, diag,
-                                    qk_scale, BLOCK_M, False, HAS_KPM, UPCAST, PRECISION)
+                                    offs_d, stride_q_s, stride_do_s, stride_lse_part, full_lo, full_hi,
+                                    len_q, diag, qk_scale, woff, win_left, win_right,
+                                    BLOCK_M, False, HAS_KPM, UPCAST, PRECISION, False)
+        if HAS_WINDOW:  # the rows past the window's left edge of the tile's first key
+            dk, dv = _dkdv_query_blocks(dk, dv, k_t, v_t, q_base, do_base, lse_base, delta_base, keep, cols, offs_m,
+                                        offs_d, stride_q_s, stride_do_s, stride_lse_part,
+                                        tl.maximum(full_hi, full_lo), hi, len_q, diag, qk_scale, woff, win_left,
+                                        win_right, BLOCK_M, CAUSAL, HAS_KPM, UPCAST, PRECISION, HAS_WINDOW)
 
     dk_base = DK + b64 * stride_dk_b + k_start * stride_dk_s + kv_head * stride_dk_h
     dv_base = DV + b64 * stride_dv_b + k_start * stride_dv_s + kv_head * stride_dv_h
@@ -324,9 +387,9 @@ def attention_backward_dkdv_kernel(
 
 @triton.jit
 def _dq_key_blocks(dq, q, do, row_max, log_sum, delta, k_base, v_base, kpm_row, rows, offs_n, offs_d,
-                   stride_k_s, stride_v_s, stride_mask_s, lo, hi, len_k, diag, qk_scale,
+                   stride_k_s, stride_v_s, stride_mask_s, lo, hi, len_k, diag, qk_scale, woff, win_left, win_right,
                    BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, MASKED: tl.constexpr,
-                   UPCAST: tl.constexpr, PRECISION: tl.constexpr):
+                   UPCAST: tl.constexpr, PRECISION: tl.constexpr, HAS_WINDOW: tl.constexpr):
     """Accumulate dQ of one query tile over key blocks [lo, hi): dQ += dS K with dS = P * (dP - delta)."""
     for start_n in range(lo, hi, BLOCK_N):
         cols = start_n + offs_n
@@ -335,7 +398,8 @@ def _dq_key_blocks(dq, q, do, row_max, log_sum, delta, k_base, v_base, kpm_row, 
         k_t = tl.load(k_base + cols[None, :] * stride_k_s + offs_d[:, None], mask=in_seq[None, :], other=0.0)
         v_t = tl.load(v_base + cols[None, :] * stride_v_s + offs_d[:, None], mask=in_seq[None, :], other=0.0)
         s = _dot(q, k_t, UPCAST, PRECISION) * qk_scale
-        s = _key_block_visibility(s, rows, cols, len_k, diag, kpm_row, stride_mask_s, CAUSAL, HAS_KPM, MASKED)
+        s = _key_block_visibility(s, rows, cols, len_k, diag, kpm_row, stride_mask_s, woff, win_left, win_right,
+                                  CAUSAL, HAS_KPM, MASKED, HAS_WINDOW)
         p = tl.exp2((s - row_max[:, None]) - log_sum[:, None])
         dp = _dot(do, v_t, UPCAST, PRECISION)
         ds = _softmax_grad(p, dp, delta)
@@ -353,10 +417,10 @@ def attention_backward_dq_kernel(
     stride_dq_b, stride_dq_s, stride_dq_h,
     stride_lse_b, stride_lse_h, stride_lse_part,
     stride_mask_b, stride_mask_s,
-    seqlen_q, seqlen_k, group, qk_scale, sm_scale, bottom_right,
+    seqlen_q, seqlen_k, group, qk_scale, sm_scale, bottom_right, win_left, win_right,
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, IS_VARLEN: tl.constexpr,
-    UPCAST: tl.constexpr, PRECISION: tl.constexpr,
+    UPCAST: tl.constexpr, PRECISION: tl.constexpr, HAS_WINDOW: tl.constexpr,
 ):
     """One program: dQ of BLOCK_M query rows of one head (its own tile: no atomics)."""
     pid_m, head, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
@@ -383,22 +447,22 @@ def attention_backward_dq_kernel(
     v_base = V + b64 * stride_v_b + k_start * stride_v_s + kv_head * stride_v_h
     kpm_row = KPM + b64 * stride_mask_b
 
-    diag = (len_k - len_q) * bottom_right
-    if CAUSAL:
-        hi = tl.minimum(len_k, tl.maximum(start_m + BLOCK_M + diag, 0))
-        full = tl.minimum(hi, tl.maximum(start_m + diag + 1, 0))
-    else:
-        hi = len_k
-        full = len_k
-    full = full // BLOCK_N * BLOCK_N
+    woff = len_k - len_q
+    diag = woff * bottom_right
+    lo, full_lo, full_hi, hi = _key_range(start_m, len_q, len_k, diag, woff, win_left, win_right, BLOCK_M, BLOCK_N,
+                                          CAUSAL, HAS_WINDOW)
 
     dq = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
+    if HAS_WINDOW:
+        dq = _dq_key_blocks(dq, q, do, row_max, log_sum, delta, k_base, v_base, kpm_row, rows, offs_n, offs_d,
+                            stride_k_s, stride_v_s, stride_mask_s, lo, tl.minimum(full_lo, hi), len_k, diag, qk_scale,
+                            woff, win_left, win_right, BLOCK_N, CAUSAL, HAS_KPM, True, UPCAST, PRECISION, HAS_WINDOW)
     dq = _dq_key_blocks(dq, q, do, row_max, log_sum, delta, k_base, v_base, kpm_row, rows, offs_n, offs_d, stride_k_s,
-                        stride_v_s, stride_mask_s, 0, full, len_k, diag, qk_scale, BLOCK_N, CAUSAL, HAS_KPM, False,
-                        UPCAST, PRECISION)
+                        stride_v_s, stride_mask_s, full_lo, full_hi, len_k, diag, qk_scale, woff, win_left, win_right,
+                        BLOCK_N, CAUSAL, HAS_KPM, False, UPCAST, PRECISION, HAS_WINDOW)
     dq = _dq_key_blocks(dq, q, do, row_max, log_sum, delta, k_base, v_base, kpm_row, rows, offs_n, offs_d, stride_k_s,
-                        stride_v_s, stride_mask_s, full, hi, len_k, diag, qk_scale, BLOCK_N, CAUSAL, HAS_KPM, True,
-                        UPCAST, PRECISION)
+                        stride_v_s, stride_mask_s, tl.maximum(full_hi, full_lo), hi, len_k, diag, qk_scale, woff,
+                        win_left, win_right, BLOCK_N, CAUSAL, HAS_KPM, True, UPCAST, PRECISION, HAS_WINDOW)
     dq_base = DQ + b64 * stride_dq_b + q_start * stride_dq_s + head * stride_dq_h
     tl.store(dq_base + rows[:, None] * stride_dq_s + offs_d[None, :], (dq * sm_scale).to(DQ.dtype.element_ty),
              mask=in_seq[:, None])

@@ -7,7 +7,9 @@ dK and dV (one program per key tile and kv head, looping over every query head o
 bit-identical results), then dQ (one program per query tile). Memory therefore grows linearly with sequence length.
 
 Dense batches (optionally with a key-padding mask, applied inside the kernel) and packed batches (``cu_seqlens``,
-handled natively: each program finds its sequence's bounds and no work is spent on padding) share the same kernels.
+handled natively: each program finds its sequence's bounds and no work is spent on padding) share the same kernels,
+and so do sliding windows (``window=(left, right)``, bottom-right aligned as flash-attn's ``window_size``, -1 for an
+unbounded side): every loop visits only the blocks some row's window reaches.
 On a machine without a GPU the kernels run under the Triton interpreter (``TRITON_INTERPRET=1``), which is how CI
 tests the very code that runs on the GPU.
 """
@@ -126,6 +128,7 @@ class Problem:
     causal: str | None
     scale: float
     varlen: bool
+    window: tuple[int, int] | None = None  # (left, right), each >= 0 or -1 (unbounded), aligned bottom-right
 
     @property
     def group(self) -> int:
@@ -164,7 +167,17 @@ def _dot_options(dtype: torch.dtype) -> dict:
 
 
 def _causal_options(problem: Problem) -> dict:
-    return dict(CAUSAL=problem.causal is not None, bottom_right=int(problem.causal == BOTTOM_RIGHT))
+    return dict(CAUSAL=problem.causal is not None, bottom_right=int(problem.causal == BOTTOM_RIGHT),
+                **_window_options(problem))
+
+
+def _window_options(problem: Problem) -> dict:
+    """The window's sides for the kernels: an unbounded side (-1) becomes one longer than any offset can reach."""
+    if problem.window is None:
+        return dict(HAS_WINDOW=False, win_left=0, win_right=0)
+    unbounded = problem.seqlen_q + problem.seqlen_k + 1
+    left, right = (unbounded if side < 0 else side for side in problem.window)
+    return dict(HAS_WINDOW=True, win_left=left, win_right=right)
 
 
 def _row_stat_shape(problem: Problem, q: torch.Tensor) -> tuple[int, ...]:
@@ -276,6 +289,15 @@ class FlashAttentionFunction(torch.autograd.Function):
 # ---- entry points ----------------------------------------------------------------------------------------------
 
 
+def _check_window(window) -> tuple[int, int] | None:
+    if window is None:
+        return None
+    if (not isinstance(window, (tuple, list)) or len(window) != 2
+            or not all(isinstance(side, int) and not isinstance(side, bool) and side >= -1 for side in window)):
+        raise AttentionInputError(f"window must be None or (left, right), ints >= -1 (-1: unbounded), got {window!r}")
+    return None if tuple(window) == (-1, -1) else (int(window[0]), int(window[1]))
+
+
 def _check_options(q: torch.Tensor, causal: str | None, scale: float | None) -> float:
     if causal is not None and causal not in ALIGNMENTS:
         raise AttentionInputError(f"causal must be None or one of {ALIGNMENTS}, got {causal!r}")
@@ -295,19 +317,20 @@ def _unavailable() -> str | None:
     return None
 
 
-def flash_attention(q, k, v, *, key_padding_mask=None, causal=None, scale=None):
+def flash_attention(q, k, v, *, key_padding_mask=None, causal=None, scale=None, window=None):
     """FlashAttention-2 in Triton on [B, S, H, D] inputs: causal alignments, key-padding mask, GQA, backward."""
     check_dense_inputs(q, k, v, key_padding_mask, head_dims=HEAD_DIMS)
     scale = _check_options(q, causal, scale)
     q, k, v = (_last_dim_contiguous(t) for t in (q, k, v))
     kpm = None if key_padding_mask is None else key_padding_mask.view(torch.uint8)  # same bytes, loadable
     problem = Problem(batch=q.shape[0], seqlen_q=q.shape[1], seqlen_k=k.shape[1], heads_q=q.shape[2],
-                      heads_kv=k.shape[2], head_dim=q.shape[3], causal=causal, scale=scale, varlen=False)
+                      heads_kv=k.shape[2], head_dim=q.shape[3], causal=causal, scale=scale, varlen=False,
+                      window=_check_window(window))
     return FlashAttentionFunction.apply(q, k, v, kpm, None, None, problem)
 
 
 def flash_attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, *, causal=None,
-                           scale=None):
+                           scale=None, window=None):
     """Packed batches [T, H, D] delimited by int32 cu_seqlens, as flash-attn's varlen API; no padding anywhere."""
     lengths_q, lengths_k = check_packed_call(
         q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, head_dims=HEAD_DIMS
@@ -315,7 +338,8 @@ def flash_attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, ma
     scale = _check_options(q, causal, scale)
     q, k, v = (_last_dim_contiguous(t) for t in (q, k, v))
     problem = Problem(batch=len(lengths_q), seqlen_q=max(lengths_q), seqlen_k=max(lengths_k), heads_q=q.shape[1],
-                      heads_kv=k.shape[1], head_dim=q.shape[2], causal=causal, scale=scale, varlen=True)
+                      heads_kv=k.shape[1], head_dim=q.shape[2], causal=causal, scale=scale, varlen=True,
+                      window=_check_window(window))
     cu_q, cu_k = cu_seqlens_q.contiguous(), cu_seqlens_k.contiguous()
     return FlashAttentionFunction.apply(q, k, v, None, cu_q, cu_k, problem)
 
@@ -326,6 +350,7 @@ CAPABILITIES = Capabilities(
     dtypes={torch.float32, *HALF},
     head_dims=HEAD_DIMS,
     causal=set(ALIGNMENTS),
+    window=True,
     key_padding_mask=True,
     varlen=True,
     gqa=True,
