@@ -15,21 +15,24 @@ flex = pytest.importorskip("attnconf.impls.flex")
 pytestmark = pytest.mark.skipif(flex.flex_attention is None, reason="this torch has no flex_attention")
 
 
-def _materialise(doc_q, pos_q, doc_k, pos_k) -> torch.Tensor:
+def _materialise(doc_q, first_q, pos_q, doc_k, pos_k) -> torch.Tensor:
     """bool [B, Sq, Sk] from the visibility tensors, by the mask function's own formula."""
-    mask_mod = flex.visibility_mask_mod(doc_q, pos_q, doc_k, pos_k)
+    mask_mod = flex.visibility_mask_mod(doc_q, first_q, pos_q, doc_k, pos_k)
     b = torch.arange(doc_q.shape[0])[:, None, None]
     q = torch.arange(doc_q.shape[1])[None, :, None]
     kv = torch.arange(doc_k.shape[1])[None, None, :]
     return mask_mod(b, 0, q, kv)
 
 
+@pytest.mark.parametrize("window", [None, (2, 1), (0, -1), (-1, 0)], ids=str)
 @pytest.mark.parametrize("causal", [None, "top_left", "bottom_right"])
 @pytest.mark.parametrize("seqlen_q,seqlen_k", [(5, 9), (9, 5), (7, 7)])
-def test_dense_visibility_matches_the_reference(causal, seqlen_q, seqlen_k):
+def test_dense_visibility_matches_the_reference(causal, seqlen_q, seqlen_k, window):
+    if window is not None and causal == "top_left":
+        pytest.skip("the window contract pairs with bottom-right causal only")
     mask = torch.rand(3, seqlen_k, generator=torch.Generator().manual_seed(1)) < 0.6
-    tensors = flex.dense_visibility(3, seqlen_q, seqlen_k, mask, causal, "cpu")
-    expected = visibility(seqlen_q, seqlen_k, batch=3, key_padding_mask=mask, causal=causal)[:, 0]
+    tensors = flex.dense_visibility(3, seqlen_q, seqlen_k, mask, causal, "cpu", window)
+    expected = visibility(seqlen_q, seqlen_k, batch=3, key_padding_mask=mask, causal=causal, window=window)[:, 0]
     assert torch.equal(_materialise(*tensors), expected)
 
 

@@ -3,11 +3,12 @@
 Every case goes through one mask function, so the compiled kernel is the same whatever the mask: each query and
 key carries a document id and a position, and
 
-    visible(b, q, kv) = doc_q[b, q] == doc_k[b, kv]  and  pos_k[b, kv] <= pos_q[b, q]
+    visible(b, q, kv) = doc_q[b, q] == doc_k[b, kv]  and  first_q[b, q] <= pos_k[b, kv] <= pos_q[b, q]
 
 - dense: every query is in document 0, a padded key in document -1 (so nothing sees it); ``pos_q`` is the query
   index shifted by the causal alignment's offset (0 top-left, Sk - Sq bottom-right), or a huge number without
-  causal masking;
+  causal masking, lowered to the window's right end; ``first_q`` the window's left end (None
+  without a window, and then not read);
 - packed (varlen): a batch of one; the document is the sequence's index and positions count from each sequence's
   start, so causal alignment holds per sequence (the seeds' "document masks").
 
@@ -44,31 +45,48 @@ except ImportError:  # older torch: no typed options; FORCE_USE_FLEX_ATTENTION i
 
 HEAD_DIMS = frozenset({32, 64, 128})
 NOT_CAUSAL = 1 << 30  # a query position past every key: no causal restriction
+NO_WINDOW_START = -(1 << 30)  # a window start before every key: no window
 PADDED_KEY_DOC = -1  # the document of a masked key: no query belongs to it
 
 
 # ---- visibility as tensors ---------------------------------------------------------------------------------------
 
 
-def dense_visibility(batch, seqlen_q, seqlen_k, key_padding_mask, causal, device):
-    """(doc_q, pos_q, doc_k, pos_k), int32, each [B, S].
+def _window_ends(centre, pos_q, window):
+    """(first_q, pos_q): the window (left, right) around each query's bottom-right-aligned key ``centre``;
+    first_q is None without a window (the mask function then reads one query-side tensor fewer)."""
+    first_q = None
+    if window is not None:
+        first_q = torch.full_like(centre, NO_WINDOW_START)
+        left, right = window
+        if left >= 0:
+            first_q = centre - left
+        if right >= 0:
+            pos_q = torch.minimum(pos_q, centre + right)
+    return first_q, pos_q
+
+
+def dense_visibility(batch, seqlen_q, seqlen_k, key_padding_mask, causal, device, window=None):
+    """(doc_q, first_q, pos_q, doc_k, pos_k), int32, each [B, S].
 
     flex evaluates the mask function with the batch index of the query even for a block mask built with batch
     size 1, so the tensors keep the full batch dimension.
     """
     offset = {None: NOT_CAUSAL, TOP_LEFT: 0, BOTTOM_RIGHT: seqlen_k - seqlen_q}[causal]
-    pos_q = (torch.arange(seqlen_q, dtype=torch.int32, device=device) + offset).repeat(batch, 1)
+    index_q = torch.arange(seqlen_q, dtype=torch.int32, device=device)
+    pos_q = (index_q + offset).repeat(batch, 1)
+    first_q, pos_q = _window_ends((index_q + seqlen_k - seqlen_q).repeat(batch, 1), pos_q, window)
     pos_k = torch.arange(seqlen_k, dtype=torch.int32, device=device).repeat(batch, 1)
     doc_q = torch.zeros(batch, seqlen_q, dtype=torch.int32, device=device)
     if key_padding_mask is None:
         doc_k = torch.zeros(batch, seqlen_k, dtype=torch.int32, device=device)
     else:
         doc_k = torch.where(key_padding_mask, 0, PADDED_KEY_DOC).to(torch.int32)
-    return doc_q, pos_q, doc_k, pos_k
+    return doc_q, first_q, pos_q, doc_k, pos_k
 
 
-def packed_visibility(lengths_q, lengths_k, causal, device):
-    """(doc_q, pos_q, doc_k, pos_k) of a packed batch seen as one sequence of documents, each [1, T]."""
+def packed_visibility(lengths_q, lengths_k, causal, device, window=None):
+    """(doc_q, first_q, pos_q, doc_k, pos_k) of a packed batch seen as one sequence of documents, each [1, T]."""
 
     def docs_and_positions(lengths):
         lengths_t = torch.tensor(lengths, dtype=torch.int64)
@@ -76,19 +94,31 @@ def packed_visibility(lengths_q, lengths_k, causal, device):
         starts = torch.repeat_interleave(torch.cumsum(lengths_t, 0) - lengths_t, lengths_t)
         return docs, torch.arange(int(lengths_t.sum())) - starts
 
-    doc_q, pos_q = docs_and_positions(lengths_q)
+    doc_q, index_q = docs_and_positions(lengths_q)
     doc_k, pos_k = docs_and_positions(lengths_k)
+    centre = index_q + (torch.tensor(lengths_k) - torch.tensor(lengths_q))[doc_q]  # per sequence: + Sk_b - Sq_b
     if causal is None:
-        pos_q = torch.full_like(pos_q, NOT_CAUSAL)
-    elif causal == BOTTOM_RIGHT:
-        shift = torch.tensor(lengths_k) - torch.tensor(lengths_q)  # per sequence: Sk_b - Sq_b
-        pos_q = pos_q + shift[doc_q]
-    return tuple(t.to(device=device, dtype=torch.int32)[None] for t in (doc_q, pos_q, doc_k, pos_k))
+        pos_q = torch.full_like(index_q, NOT_CAUSAL)
+    else:
+        pos_q = centre if causal == BOTTOM_RIGHT else index_q
+    first_q, pos_q = _window_ends(centre, pos_q, window)
+    return tuple(None if t is None else t.to(device=device, dtype=torch.int32)[None]
+                 for t in (doc_q, first_q, pos_q, doc_k, pos_k))
 
 
-def visibility_mask_mod(doc_q, pos_q, doc_k, pos_k):
-    def mask_mod(b, h, q_idx, kv_idx):
-        return (doc_q[b, q_idx] == doc_k[b, kv_idx]) & (pos_k[b, kv_idx] <= pos_q[b, q_idx])
+def visibility_mask_mod(doc_q, first_q, pos_q, doc_k, pos_k):
+    """The one mask function; with a window (``first_q`` not None) it also bounds the keys from below.
+
+    Compiled on the CPU, a mask that reads a third query-side tensor fails inductor's own bounds check whenever
+    Sq != Sk ("index out of bounds: 0 <= tmp16 < cur_kvSplitSize", torch 2.13): only flex-eager declares windows.
+    """
+    if first_q is None:
+        def mask_mod(b, h, q_idx, kv_idx):
+            return (doc_q[b, q_idx] == doc_k[b, kv_idx]) & (pos_k[b, kv_idx] <= pos_q[b, q_idx])
+    else:
+        def mask_mod(b, h, q_idx, kv_idx):
+            key = pos_k[b, kv_idx]
+            return (doc_q[b, q_idx] == doc_k[b, kv_idx]) & (key <= pos_q[b, q_idx]) & (key >= first_q[b, q_idx])
 
     return mask_mod
 
@@ -136,24 +166,24 @@ def _build(visibility, seqlen_q, seqlen_k, device) -> BlockMask:
     return create_block_mask(visibility_mask_mod(*visibility), batch, None, seqlen_q, seqlen_k, device=device)
 
 
-def dense_block_mask(batch, seqlen_q, seqlen_k, key_padding_mask, causal, device) -> BlockMask:
+def dense_block_mask(batch, seqlen_q, seqlen_k, key_padding_mask, causal, device, window=None) -> BlockMask:
     padding_key = None
     if key_padding_mask is not None:
         padding_key = (tuple(key_padding_mask.shape), key_padding_mask.cpu().numpy().tobytes())
-    key = ("dense", str(device), batch, seqlen_q, seqlen_k, causal, padding_key)
+    key = ("dense", str(device), batch, seqlen_q, seqlen_k, causal, padding_key, window)
     return BLOCK_MASKS.get(
         key,
-        lambda: _build(dense_visibility(batch, seqlen_q, seqlen_k, key_padding_mask, causal, device),
+        lambda: _build(dense_visibility(batch, seqlen_q, seqlen_k, key_padding_mask, causal, device, window),
                        seqlen_q, seqlen_k, device),
     )
 
 
-def packed_block_mask(lengths_q, lengths_k, causal, device) -> BlockMask:
-    key = ("packed", str(device), tuple(lengths_q), tuple(lengths_k), causal)
+def packed_block_mask(lengths_q, lengths_k, causal, device, window=None) -> BlockMask:
+    key = ("packed", str(device), tuple(lengths_q), tuple(lengths_k), causal, window)
     return BLOCK_MASKS.get(
         key,
-        lambda: _build(packed_visibility(lengths_q, lengths_k, causal, device), sum(lengths_q), sum(lengths_k),
-                       device),
+        lambda: _build(packed_visibility(lengths_q, lengths_k, causal, device, window), sum(lengths_q),
+                       sum(lengths_k), device),
     )
 
 
@@ -247,8 +277,8 @@ def score_mod_for(softcap, alibi_slopes, seqlen_q: int, seqlen_k: int, device):
         alibi_slopes=alibi_slopes)
 
 
-def flex_dense(q, k, v, *, key_padding_mask=None, causal=None, scale=None, softcap=None, alibi_slopes=None,
-               return_lse=False, compiled: bool):
+def flex_dense(q, k, v, *, key_padding_mask=None, causal=None, scale=None, window=None, softcap=None,
+               alibi_slopes=None, return_lse=False, compiled: bool):
     """Canonical dense call: [B, S, H, D] in and out (and the lse [B, H, Sq], natural log, with ``return_lse``)."""
     check_dense_inputs(q, k, v, key_padding_mask, head_dims=HEAD_DIMS)
     batch, seqlen_q, seqlen_k = q.shape[0], q.shape[1], k.shape[1]
@@ -260,7 +290,7 @@ def flex_dense(q, k, v, *, key_padding_mask=None, causal=None, scale=None, softc
         parts = [
             flex_dense(q[i : i + 1], k[i : i + 1], v[i : i + 1], causal=causal, scale=scale, compiled=True,
                        key_padding_mask=None if key_padding_mask is None else key_padding_mask[i : i + 1],
-                       softcap=softcap, return_lse=return_lse,
+                       window=window, softcap=softcap, return_lse=return_lse,
                        alibi_slopes=alibi_slopes if alibi_slopes is None or alibi_slopes.dim() == 1
                        else alibi_slopes[i : i + 1])
             for i in range(batch)
@@ -268,7 +298,8 @@ def flex_dense(q, k, v, *, key_padding_mask=None, causal=None, scale=None, softc
         if not return_lse:
             return torch.cat(parts)
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-    block_mask = dense_block_mask(batch, seqlen_q, seqlen_k, key_padding_mask, causal, q.device)
+    block_mask = dense_block_mask(batch, seqlen_q, seqlen_k, key_padding_mask, causal, q.device,
+                                  None if window is None else tuple(window))
     score_mod = score_mod_for(softcap, alibi_slopes, seqlen_q, seqlen_k, q.device)
     result = _flex(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), block_mask, scale, compiled=compiled,
                    score_mod=score_mod, return_lse=return_lse)
@@ -279,14 +310,14 @@ def flex_dense(q, k, v, *, key_padding_mask=None, causal=None, scale=None, softc
 
 
 def flex_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, *, causal=None, scale=None,
-                compiled: bool):
+                window=None, compiled: bool):
     """Packed call: [T, H, D] in and out; the batch is one row of documents."""
     lengths_q, lengths_k = check_packed_call(
         q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, head_dims=HEAD_DIMS
     )
     if q.shape[0] == 0 or k.shape[0] == 0:
         return q * 0  # no query, or no key for any query: every row is 0 (and so is dQ)
-    block_mask = packed_block_mask(lengths_q, lengths_k, causal, q.device)
+    block_mask = packed_block_mask(lengths_q, lengths_k, causal, q.device, None if window is None else tuple(window))
     as_batch = lambda t: t.unsqueeze(0).transpose(1, 2)  # noqa: E731  [T, H, D] -> [1, H, T, D]
     out = _flex(as_batch(q), as_batch(k), as_batch(v), block_mask, scale, compiled=compiled)
     return out.transpose(1, 2).squeeze(0)
@@ -366,6 +397,7 @@ for _name, _compiled, _caps in (
         True,
         Capabilities(
             **_COMMON, memory_efficient=True,
+            # not window: see visibility_mask_mod (inductor's CPU flex kernel, torch 2.13); CUDA not yet measured
             overrides={"cpu": dict(backward=False, memory_efficient=False, dtypes={torch.float32}, lse=None)},
             notes=("torch.compile(flex_attention, dynamic=True): a new graph for each dtype, head counts, "
                    "stride pattern, custom scale value and Sq == 1; CUDA: a query shorter than 128 whose head "
@@ -382,7 +414,7 @@ for _name, _compiled, _caps in (
         "flex-eager",
         False,
         Capabilities(
-            **_COMMON,
+            **_COMMON, window=True,
             overrides={"cpu": dict(backward=False)},
             notes=("flex_attention without torch.compile: materialises the [Sq, Sk] scores (quadratic memory); "
                    + _WHAT_REBUILDS + "; CPU: forward only (torch has no flex backward on CPU)"),
