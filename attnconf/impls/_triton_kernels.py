@@ -293,6 +293,13 @@ def _dkdv_query_blocks(dk, dv, k_t, v_t, q_base, do_base, lse_base, delta_base, 
     return dk, dv
 
 
+@triton.jit
+def _query_blocks(lo, full_lo, len_q, BLOCK_M: tl.constexpr):
+    """(lo, full_lo) of dK/dV's query rows clamped to [0, len_q]: lo rounded down, full_lo (>= lo) up to BLOCK_M."""
+    lo = tl.minimum(tl.maximum(lo, 0), len_q) // BLOCK_M * BLOCK_M
+    return lo, tl.cdiv(tl.minimum(tl.maximum(full_lo, lo), len_q), BLOCK_M) * BLOCK_M
+
+
 @triton.jit(do_not_specialize=_RUNTIME_INTS)
 def attention_backward_dkdv_kernel(
     Q, K, V, DO, LSE, DELTA, DK, DV, KPM, CU_Q, CU_K,
@@ -341,19 +348,16 @@ def attention_backward_dkdv_kernel(
     full_lo = 0
     hi = len_q
     full_hi = len_q
+    # (clamped inside each branch: with neither, lo = full_lo = 0 stay constants and the first loop is compiled out)
     if CAUSAL:
         # the first query row that sees key j is j - diag; rows from the last key's first row on see the whole tile
-        lo = tl.maximum(start_n - diag, 0)
-        full_lo = start_n + BLOCK_N - 1 - diag
+        lo, full_lo = _query_blocks(tl.maximum(start_n - diag, 0), start_n + BLOCK_N - 1 - diag, len_q, BLOCK_M)
     if HAS_WINDOW:
         # row i sees key j when j - woff - right <= i <= j - woff + left
-        lo = tl.maximum(lo, start_n - woff - win_right)
-        full_lo = tl.maximum(full_lo, start_n + BLOCK_N - 1 - woff - win_right)
+        lo, full_lo = _query_blocks(tl.maximum(lo, start_n - woff - win_right),
+                                    tl.maximum(full_lo, start_n + BLOCK_N - 1 - woff - win_right), len_q, BLOCK_M)
         hi = tl.minimum(len_q, tl.maximum(start_n + BLOCK_N - woff + win_left, 0))
         full_hi = tl.minimum(hi, tl.maximum(start_n - woff + win_left + 1, 0)) // BLOCK_M * BLOCK_M
-    lo = tl.minimum(tl.maximum(lo, 0), len_q) // BLOCK_M * BLOCK_M
-    full_lo = tl.minimum(tl.maximum(full_lo, lo), len_q)
-    full_lo = tl.cdiv(full_lo, BLOCK_M) * BLOCK_M
 
     dk = tl.zeros([BLOCK_N, HEAD_DIM], tl.float32)
     dv = tl.zeros([BLOCK_N, HEAD_DIM], tl.float32)
