@@ -47,7 +47,8 @@ def test_an_interrupted_run_is_partial():
 def _run(report: Path, impl: str) -> list[dict]:
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "conformance/test_dense.py", "-k", "test_head_dim_64", "--impl", impl, "-q",
-         "-p", "no:cacheprovider", "--conformance-report", str(report)],
+         "-p", "no:cacheprovider", "--conformance-report", str(report),
+         "--attnconf-isolation", "off"],  # merging is the point here, not the worker process
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -23,7 +23,9 @@ def run_suite(tmp_path: Path, *args: str, env_path: str | None = None) -> tuple[
     report = tmp_path / "report"
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "conformance/test_dense.py", "conformance/test_causal.py", "-q",
-         "-p", "no:cacheprovider", "--conformance-report", str(report), *args],
+         "-p", "no:cacheprovider", "--conformance-report", str(report),
+         "--attnconf-isolation", "off",  # registration is the point here, not the worker process
+         *args],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )
     records = []

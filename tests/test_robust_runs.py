@@ -23,8 +23,11 @@ def _entry_point_that_fails_to_import(folder: Path) -> None:
 
 def _run(tmp_path: Path, name: str, impls: str, site: Path | None = None) -> tuple[subprocess.CompletedProcess, dict]:
     report = tmp_path / name
+    once = tmp_path / f"{name}-once"  # each crash and the hang happen once (tests/broken/impls.py)
+    once.mkdir()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), str(site or ""),
-                                                                     os.environ.get("PYTHONPATH", "")])))
+                                                                     os.environ.get("PYTHONPATH", "")])),
+               ATTNCONF_BROKEN_ONCE=str(once))
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "conformance/test_dense.py", "-q", "-p", "no:cacheprovider", "--device",
          "cpu", "--impl-module", "tests.broken.impls:BROKEN", "--impl", impls, "--conformance-report", str(report),
