@@ -44,6 +44,8 @@ class Capabilities:
     sink: bool = False  # a sink logit per query head in the softmax denominator (SINK)
     lse: str | None = None  # the base of the log-sum-exp returned with return_lse=True: "e" or "2" (LSE)
     lse_empty_row: float = float("-inf")  # the lse of a row with no visible key (and no sink)
+    kvcache: bool = False  # decoding against a KV cache with per-sequence lengths (KVCACHE), kvcache_forward
+    paged: bool = False  # the cache in pages through a block table (PAGED)
     custom_scale: bool = True
     backward: bool = False
     deterministic: bool = False  # forward and backward bit-identical across repeats
@@ -92,6 +94,8 @@ class Capabilities:
         alibi: bool = False,
         sink: bool = False,
         lse: bool = False,
+        kvcache: bool = False,
+        paged: bool = False,
         custom_scale: bool = False,
         backward: bool = False,
         deterministic: bool = False,
@@ -132,6 +136,8 @@ class Capabilities:
             (alibi and not caps.alibi, "ALiBi slopes not declared (capability: alibi)"),
             (sink and not caps.sink, "attention sink logits not declared (capability: sink)"),
             (lse and caps.lse is None, "returning the log-sum-exp not declared (capability: lse)"),
+            (kvcache and not caps.kvcache, "decoding against a KV cache not declared (capability: kvcache)"),
+            (paged and not caps.paged, "a paged KV cache (block_table) not declared (capability: paged)"),
             (custom_scale and not caps.custom_scale, "custom softmax scale not declared (capability: custom_scale)"),
             (backward and not caps.backward, "backward pass not declared (capability: backward)"),
             (deterministic and not caps.deterministic, "determinism not declared (capability: deterministic)"),

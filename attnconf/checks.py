@@ -14,7 +14,15 @@ from typing import Callable
 import torch
 
 from .failures import ConformanceFailure, NumericsFailure, WrongDevice, WrongDtype, WrongShape
-from .inputs import DenseCase, Inputs, VarlenCase, make_dense_inputs, make_varlen_inputs
+from .inputs import (
+    DenseCase,
+    Inputs,
+    KvCacheCase,
+    VarlenCase,
+    make_dense_inputs,
+    make_kvcache_inputs,
+    make_varlen_inputs,
+)
 from .reference import (
     RoundingTerms,
     fused_formulation,
@@ -273,4 +281,31 @@ def check_lse_merge(impl: Implementation, case: DenseCase, split: int, device, g
                                                    **dense_options(c, p)) for c, p in blocks]))
     judge(actual, Expected(expected.golden, references, expected.terms), what=f"{impl.name} [{case}] keys cut at "
           f"{split}, merged by lse", expect_dtype=inputs.q.dtype, expect_device=inputs.q.device, record=record)
+    return actual
+
+
+def check_kvcache(impl: Implementation, case: KvCacheCase, device, generator: torch.Generator,
+                  record: Recorder | None = None) -> Outcome:
+    """KVCACHE-*, PAGED-*: the call against the cache equals the packed batch of each sequence's valid keys (the
+    reference and its tolerance are those of ``check_varlen``), forward only."""
+    inputs = make_kvcache_inputs(case, device, generator)
+    packed, options = inputs.packed, dict(causal=case.causal, scale=case.scale)
+    ref_call = _varlen_call(_reference_varlen, packed, VarlenCase(causal=case.causal, scale=case.scale))
+    golden = run_with_grads(ref_call, packed, backward=False, dtype=torch.float64)
+    autograd = run_with_grads(ref_call, packed, backward=False)
+    fused = [_fused(fused_formulation_varlen(packed.q, packed.k, packed.v, None, packed.cu_seqlens_q,
+                                             packed.cu_seqlens_k, formulation=f, **options))
+             for f in FUSED_FORMULATIONS]
+    terms = rounding_terms_varlen(packed.q, packed.k, packed.v, None, packed.cu_seqlens_q, packed.cu_seqlens_k,
+                                  **options)
+    what = f"{impl.name} kvcache [{case}]"
+    out = impl.kvcache(inputs.q, inputs.k_cache, inputs.v_cache, inputs.cache_seqlens, block_table=inputs.block_table,
+                       **{k: v for k, v in options.items() if v is not None})
+    if not isinstance(out, torch.Tensor):
+        raise WrongShape(f"{what}: returned {_kind(out)}, not the output tensor")
+    if tuple(out.shape) != tuple(inputs.q.shape):
+        raise WrongShape(f"{what}: out shape {tuple(out.shape)}, expected q's {tuple(inputs.q.shape)}")
+    actual = Outcome(out.detach().reshape(packed.q.shape))
+    judge(actual, Expected(golden, [autograd, *fused], terms), what=what, expect_dtype=inputs.q.dtype,
+          expect_device=inputs.q.device, record=record)
     return actual

@@ -232,3 +232,101 @@ def make_varlen_inputs(case: VarlenCase, device, generator: torch.Generator) -> 
         max_seqlen_q=max(case.lengths_q + (1,)),
         max_seqlen_k=max(case.lengths_k + (1,)),
     )
+
+
+CACHE_GARBAGE = 1e3  # what a cache holds beyond each sequence's length (and in unused pages): leaks show
+
+
+@dataclass(frozen=True)
+class KvCacheCase:
+    """Decoding against a KV cache: ``seqlen_q`` new queries per sequence, the cache holding ``cache_seqlens[b]``
+    valid keys of ``capacity`` slots (the new queries' own keys among them, as flash_attn_with_kvcache after its
+    append); with ``page_size`` the cache is in shuffled pages through a block table."""
+
+    cache_seqlens: tuple[int, ...] = (5, 40, 1)
+    seqlen_q: int = 1
+    capacity: int = 48
+    heads_q: int = 4
+    heads_kv: int = 2
+    head_dim: int = 64
+    dtype: torch.dtype | None = None
+    causal: str | None = None
+    scale: float | None = None
+    page_size: int | None = None  # None: one contiguous cache [B, capacity, Hkv, D]
+
+    def needs(self) -> dict:
+        return dict(
+            kvcache=True,
+            paged=self.page_size is not None,
+            dtype=self.dtype,
+            head_dim=self.head_dim,
+            causal=self.causal,
+            causal_unequal=self.causal is not None,
+            gqa=self.heads_q != self.heads_kv,
+            custom_scale=self.scale is not None,
+            seqlen=self.capacity,
+            shortest_seqlen_k=min(self.cache_seqlens),
+        )
+
+    def replace(self, **changes) -> "KvCacheCase":
+        return dataclasses.replace(self, **changes)
+
+    def __str__(self) -> str:
+        text = (f"cache_seqlens={list(self.cache_seqlens)} Sq={self.seqlen_q} capacity={self.capacity} "
+                f"Hq={self.heads_q} Hkv={self.heads_kv} D={self.head_dim} {_dtype_name(self.dtype)}")
+        for name in ("causal", "scale", "page_size"):
+            if getattr(self, name) is not None:
+                text += f" {name}={getattr(self, name)}"
+        return text
+
+
+@dataclass
+class KvCacheInputs:
+    """The call's tensors, and the same keys and values packed by sequence (what the reference sees)."""
+
+    q: torch.Tensor  # [B, Sq, Hq, D]
+    k_cache: torch.Tensor  # [B, capacity, Hkv, D] or [num_pages, page_size, Hkv, D]
+    v_cache: torch.Tensor
+    cache_seqlens: torch.Tensor  # int32 [B]
+    block_table: torch.Tensor | None  # int32 [B, pages per sequence]
+    packed: Inputs  # q [B·Sq, Hq, D], k and v [sum of lengths, Hkv, D], cu_seqlens, dout
+
+
+def make_kvcache_inputs(case: KvCacheCase, device, generator: torch.Generator) -> KvCacheInputs:
+    if any(not 0 < n <= case.capacity for n in case.cache_seqlens):
+        raise ValueError("every cache length must be in [1, capacity]")
+    batch, heads_kv, head_dim = len(case.cache_seqlens), case.heads_kv, case.head_dim
+    q = _randn((batch, case.seqlen_q, case.heads_q, head_dim), generator, device, case.dtype)
+    keys = [_randn((n, heads_kv, head_dim), generator, device, case.dtype) for n in case.cache_seqlens]
+    values = [_randn((n, heads_kv, head_dim), generator, device, case.dtype) for n in case.cache_seqlens]
+    dout = _randn((batch * case.seqlen_q, case.heads_q, head_dim), generator, device, case.dtype)
+    dtype = q.dtype
+    block_table = None
+    if case.page_size is None:
+        k_cache = torch.full((batch, case.capacity, heads_kv, head_dim), CACHE_GARBAGE, dtype=dtype, device=device)
+        v_cache = torch.full_like(k_cache, -CACHE_GARBAGE)
+        for b, n in enumerate(case.cache_seqlens):
+            k_cache[b, :n], v_cache[b, :n] = keys[b], values[b]
+    else:
+        # pages in a shuffled order with spare pages between them: an identity or off-by-one table reads garbage
+        per_sequence = -(-case.capacity // case.page_size)
+        num_pages = batch * per_sequence + 3
+        order = torch.randperm(num_pages, generator=generator)
+        block_table = order[: batch * per_sequence].reshape(batch, per_sequence).to(torch.int32)
+        shape = (num_pages, case.page_size, heads_kv, head_dim)
+        k_cache = torch.full(shape, CACHE_GARBAGE, dtype=dtype, device=device)
+        v_cache = torch.full(shape, -CACHE_GARBAGE, dtype=dtype, device=device)
+        for b, n in enumerate(case.cache_seqlens):
+            for t in range(n):
+                page, slot = int(block_table[b, t // case.page_size]), t % case.page_size
+                k_cache[page, slot], v_cache[page, slot] = keys[b][t], values[b][t]
+        block_table = block_table.to(device)
+    lengths_q = [case.seqlen_q] * batch
+    packed = Inputs(
+        q.reshape(batch * case.seqlen_q, case.heads_q, head_dim), torch.cat(keys), torch.cat(values), dout,
+        cu_seqlens_q=cu_seqlens_from_lengths(lengths_q, device),
+        cu_seqlens_k=cu_seqlens_from_lengths(list(case.cache_seqlens), device),
+        max_seqlen_q=case.seqlen_q, max_seqlen_k=max(case.cache_seqlens),
+    )
+    seqlens = torch.tensor(case.cache_seqlens, dtype=torch.int32, device=device)
+    return KvCacheInputs(q, k_cache, v_cache, seqlens, block_table, packed)

@@ -44,6 +44,7 @@ class Implementation:
     forward: Callable[..., torch.Tensor]
     capabilities: Capabilities
     varlen_forward: Callable[..., torch.Tensor] | None = None
+    kvcache_forward: Callable[..., torch.Tensor] | None = None
     available: Availability = lambda: None
     expected_failures: Mapping[str, str] = field(default_factory=dict)
     description: str = ""
@@ -73,6 +74,15 @@ class Implementation:
         return varlen_through_dense(
             self.forward, q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, **options
         )
+
+    def kvcache(self, q, k_cache, v_cache, cache_seqlens, *, block_table=None, causal=None, scale=None):
+        """Decoding against a KV cache, canonical layout: q [B, Sq, Hq, D]; k_cache, v_cache [B, S_max, Hkv, D], or
+        pages [num_pages, page_size, Hkv, D] with ``block_table`` int32 [B, pages per sequence]; ``cache_seqlens``
+        int32 [B]. There is no adapter: only an implementation's own ``kvcache_forward`` is judged."""
+        if self.kvcache_forward is None:
+            raise NotImplementedError(f"{self.name} has no kvcache_forward")
+        return self.kvcache_forward(q, k_cache, v_cache, cache_seqlens,
+                                    **_in_use(block_table=block_table, causal=causal, scale=scale))
 
     def unavailable_reason(self) -> str | None:
         """None when the implementation can run here, else why not. ``available()`` may return None or a reason,
@@ -143,6 +153,7 @@ def implementation(
     capabilities: Capabilities,
     layout: str = "bshd",
     varlen_forward: Callable[..., torch.Tensor] | None = None,
+    kvcache_forward: Callable[..., torch.Tensor] | None = None,
     available: "Availability | bool | None" = None,
     expected_failures: Mapping[str, str] | None = None,
     description: str = "",
@@ -161,6 +172,7 @@ def implementation(
                 forward=to_canonical(fn, layout),
                 capabilities=capabilities,
                 varlen_forward=None if varlen_forward is None else to_canonical(varlen_forward, layout),
+                kvcache_forward=kvcache_forward,  # canonical layout (a cache has no other layout adapter)
                 available=(lambda: None) if available is None else available,
                 expected_failures=dict(expected_failures or {}),
                 description=description or _first_line(fn.__doc__),

@@ -50,8 +50,38 @@ def check_merged_inputs(q, k, v, num_heads: int, head_dim: int, key_padding_mask
             raise AttentionInputError(f"key_padding_mask on {key_padding_mask.device}, q on {q.device}")
 
 
+def eager_kvcache(q, k_cache, v_cache, cache_seqlens, *, block_table=None, causal=None, scale=None):
+    """Decoding against a (paged) KV cache, canonical layout: each sequence's valid keys gathered, then attended to
+    by ``eager_attention`` with its heads merged."""
+    batch, seqlen_q, heads_q, head_dim = q.shape
+    if cache_seqlens.dtype != torch.int32 or tuple(cache_seqlens.shape) != (batch,):
+        raise AttentionInputError(f"cache_seqlens must be int32 [{batch}], got {cache_seqlens.dtype} "
+                                  f"{tuple(cache_seqlens.shape)}")
+    if block_table is not None and (block_table.dtype != torch.int32 or block_table.dim() != 2
+                                    or block_table.shape[0] != batch):
+        raise AttentionInputError(f"block_table must be int32 [{batch}, pages], got {block_table.dtype} "
+                                  f"{tuple(block_table.shape)}")
+    lengths = cache_seqlens.tolist()
+    capacity = k_cache.shape[1] * (block_table.shape[1] if block_table is not None else 1)
+    if any(not 0 <= n <= capacity for n in lengths):
+        raise AttentionInputError(f"cache_seqlens {lengths} outside the cache's capacity {capacity}")
+    outs = []
+    for b, n in enumerate(lengths):
+        if block_table is None:
+            keys, values = k_cache[b, :n], v_cache[b, :n]
+        else:
+            pages = block_table[b, : -(-n // k_cache.shape[1])].long()
+            keys, values = k_cache[pages].flatten(0, 1)[:n], v_cache[pages].flatten(0, 1)[:n]
+        merged = lambda t: t.flatten(-2)[None]  # noqa: E731  [S, H, D] -> [1, S, H·D]
+        out = eager_attention(merged(q[b]), merged(keys), merged(values), num_heads=heads_q, head_dim=head_dim,
+                              causal=causal, scale=scale)
+        outs.append(out[0].unflatten(-1, (heads_q, head_dim)))
+    return torch.stack(outs)
+
+
 @implementation(
     "eager",
+    kvcache_forward=eager_kvcache,
     layout="bsd",
     capabilities=Capabilities(
         devices={"cpu", "cuda"},
@@ -65,6 +95,8 @@ def check_merged_inputs(q, k, v, num_heads: int, head_dim: int, key_padding_mask
         alibi=True,
         sink=True,
         lse="e",
+        kvcache=True,
+        paged=True,
         backward=True,
         deterministic=True,
         notes="visibility from the predicates of attnconf/masks.py; materialises the [Sq, Sk] score matrix: memory grows quadratically with sequence length",

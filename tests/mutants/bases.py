@@ -195,6 +195,36 @@ class FeatureAttention(EagerAttention):
         return lse if sink is None else torch.logaddexp(lse, sink[..., 0])
 
 
+class KvCacheAttention:
+    """Decoding against a (paged) KV cache: each sequence's valid keys gathered, then the eager base."""
+
+    def __init__(self, dense: EagerAttention | None = None):
+        self.dense = dense or EagerAttention()
+
+    def __call__(self, q, k_cache, v_cache, cache_seqlens, *, block_table=None, causal=None, scale=None):
+        outs = []
+        for b, n in enumerate(cache_seqlens.tolist()):
+            n = self.valid_length(n)
+            if block_table is None:
+                keys, values = k_cache[b, :n], v_cache[b, :n]
+            else:
+                pages = [self.page(block_table, b, p) for p in range(-(-n // k_cache.shape[1]))]
+                keys = torch.cat([k_cache[p] for p in pages])[:n]
+                values = torch.cat([v_cache[p] for p in pages])[:n]
+            outs.append(self.dense(q[b : b + 1], keys[None], values[None], causal=self.alignment(causal),
+                                   scale=scale)[0])
+        return torch.stack(outs)
+
+    def valid_length(self, cache_seqlen: int) -> int:
+        return cache_seqlen
+
+    def page(self, block_table, b: int, page_number: int) -> int:
+        return int(block_table[b, page_number])
+
+    def alignment(self, causal):
+        return causal
+
+
 class _HandWrittenAttention(torch.autograd.Function):
     """Forward through the owner's steps; backward written out by hand, each piece an owner method."""
 

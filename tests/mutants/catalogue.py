@@ -25,6 +25,7 @@ from .bases import (
     HEAD_DIMS,
     EagerAttention,
     FeatureAttention,
+    KvCacheAttention,
     ManualBackwardAttention,
     PackedAttention,
     TiledAttention,
@@ -46,6 +47,7 @@ FULL = Capabilities(
 TILED = dataclasses.replace(FULL, backward=False)  # the tiled base has no backward of its own
 WINDOWED = dataclasses.replace(FULL, window=True)
 FEATURES = dataclasses.replace(FULL, softcap=True, alibi=True, sink=True, lse="e")
+CACHED = dataclasses.replace(FULL, kvcache=True, paged=True)
 
 
 # ---- scale -----------------------------------------------------------------------------------------------------
@@ -129,6 +131,30 @@ class SinkLeftOutOfLse(FeatureAttention):
 
     def log_sum_exp(self, scores, raw_scores):
         return torch.logsumexp(scores, dim=-1)
+
+
+# ---- KV caches ---------------------------------------------------------------------------------------------------
+
+
+class KvCacheLengthOffByOne(KvCacheAttention):
+    """KV cache: reads cache_seqlens[b] + 1 keys (the slot after the last valid one)"""
+
+    def valid_length(self, cache_seqlen):
+        return cache_seqlen + 1
+
+
+class PagedTableAsIdentity(KvCacheAttention):
+    """paged cache: page p of sequence b read as page b * pages_per_sequence + p (the block table ignored)"""
+
+    def page(self, block_table, b, page_number):
+        return b * block_table.shape[1] + page_number
+
+
+class KvCacheCausalTopLeft(KvCacheAttention):
+    """KV cache: causal decoding aligned top-left (query i sees keys j <= i instead of j <= i + L - Sq)"""
+
+    def alignment(self, causal):
+        return TOP_LEFT if causal is not None else None
 
 
 # ---- sliding window -------------------------------------------------------------------------------------------
@@ -540,14 +566,20 @@ def _in_layout(dense: EagerAttention, layout: str):
 # ---- the lists -----------------------------------------------------------------------------------------------------
 
 
-def _implementation(name: str, forward, capabilities: Capabilities, varlen_forward=None, description=None) -> Implementation:
-    bug = varlen_forward if varlen_forward is not None else forward
+def _implementation(name: str, forward, capabilities: Capabilities, varlen_forward=None, description=None,
+                    kvcache_forward=None) -> Implementation:
+    bug = next(f for f in (kvcache_forward, varlen_forward, forward) if f is not None)
     return Implementation(name=name, forward=forward, capabilities=capabilities, varlen_forward=varlen_forward,
-                          description=description or (type(bug).__doc__ or "").strip())
+                          kvcache_forward=kvcache_forward, description=description or (type(bug).__doc__ or "").strip())
 
 
 def _dense(name: str, cls, capabilities: Capabilities = FULL) -> Implementation:
     return _implementation(f"mutant-{name}", cls(), capabilities)
+
+
+def _cached(name: str, cls) -> Implementation:
+    """A KV-cache mutant: its dense path is the correct eager base."""
+    return _implementation(f"mutant-{name}", EagerAttention(), CACHED, kvcache_forward=cls())
 
 
 def _packed(name: str, cls) -> Implementation:
@@ -607,6 +639,9 @@ MUTANTS: list[Implementation] = [
     _dense("lse-in-base-two", LseInBaseTwo, FEATURES),
     _dense("lse-missing-scale", LseMissingScale, FEATURES),
     _dense("sink-left-out-of-lse", SinkLeftOutOfLse, FEATURES),
+    _cached("kvcache-length-off-by-one", KvCacheLengthOffByOne),
+    _cached("paged-table-as-identity", PagedTableAsIdentity),
+    _cached("kvcache-causal-top-left", KvCacheCausalTopLeft),
     _dense("zero-output", ZeroOutput),
     _dense("zero-gradients", ZeroGradients),
     _implementation("mutant-nothing-validated", NothingValidated(), FULL, varlen_forward=NothingValidatedPacked()),
@@ -626,4 +661,5 @@ CONTROLS: list[Implementation] = [
     _implementation("control-packed", EagerAttention(), FULL, varlen_forward=PackedAttention()),
     _implementation("control-windowed", WindowedAttention(), WINDOWED),
     _implementation("control-features", FeatureAttention(), FEATURES),
+    _implementation("control-kvcache", EagerAttention(), CACHED, kvcache_forward=KvCacheAttention()),
 ]
