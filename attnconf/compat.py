@@ -80,6 +80,20 @@ def inductor_cpp_reason() -> str | None:
 # ---- a timed run ------------------------------------------------------------------------------------------------
 
 
+def emulated_cpu_capability() -> str | None:
+    """The SIMD level ATEN_CPU_CAPABILITY forces when it is below what this CPU has ("AVX2 on an AVX512 CPU"),
+    else None. torch's CPU kernels honour the setting; inductor's generated code does not consistently (wrong
+    results and segfaults from compiled flex, pack_vnni2 errors from the CPU flash kernel's bf16 backward)."""
+    if not os.environ.get("ATEN_CPU_CAPABILITY"):
+        return None
+    import torch
+
+    native = ("AVX512" if torch.cpu._is_avx512_supported() else "AVX2" if torch.cpu._is_avx2_supported()
+              else "DEFAULT")
+    effective = torch.backends.cpu.get_cpu_capability()
+    return None if effective == native else f"{effective} on an {native} CPU"
+
+
 def installed_versions() -> dict:
     versions = {"python": platform.python_version()}
     for module in ("torch", "triton", "numpy"):

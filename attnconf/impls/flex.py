@@ -334,6 +334,11 @@ def _available(compiled: bool):
             return f"torch {torch.__version__} compiles FlexAttention for CUDA only (the CPU from torch 2.6)"
         if compiled and (reason := compat.inductor_cpp_reason()):
             return reason
+        if compiled and (emulated := compat.emulated_cpu_capability()):
+            return (f"compiled FlexAttention under an emulated SIMD level (ATEN_CPU_CAPABILITY: {emulated}): "
+                    "inductor's CPU code then crashes or returns wrong numbers (torch 2.13, 2026-12-02: segfaults "
+                    "and err/bound up to 6e4 on DENSE-1 and SOFTCAP-1 with avx2 on an AVX-512 machine), which is "
+                    "torch's inconsistency, not a verdict on this wrapper")
         if compiled and (os.environ.get("ATEN_CPU_CAPABILITY") or not torch.cuda.is_available()):
             return _cpu_compile_probe(os.environ.get("ATEN_CPU_CAPABILITY"))
         return None
