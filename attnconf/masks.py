@@ -193,6 +193,10 @@ def contract_patterns(seqlen_q: int = 6, seqlen_k: int = 10) -> list[tuple[str, 
         ("WINDOW-1", "sliding window (left 2, right 1), bottom-right", sliding_window(2, 1, seqlen_q, seqlen_k)),
         ("WINDOW-1", "sliding window (3, 0) and causal bottom-right",
          and_masks(sliding_window(3, 0, seqlen_q, seqlen_k), causal(BOTTOM_RIGHT, seqlen_q, seqlen_k))),
+        ("KVCACHE-2", f"causal decoding: {seqlen_q} new queries against a cache of {seqlen_k} slots holding "
+         f"{seqlen_k - 2} keys: j <= i + {seqlen_k - 2} - {seqlen_q}, nothing past the cache length",
+         and_masks(key_padding(torch.tensor([[True] * (seqlen_k - 2) + [False] * 2])),
+                   causal(BOTTOM_RIGHT, seqlen_q, seqlen_k - 2))),
         ("VARLEN-2", "packed batch of 3 sequences (q lengths 2, 3, 1; k lengths 3, 4, 3): no key of another "
          "sequence", document(docs_q, docs_k)),
     ]
