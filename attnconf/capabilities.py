@@ -32,6 +32,8 @@ class Capabilities:
     devices: frozenset[str] = frozenset({"cpu"})
     dtypes: frozenset[torch.dtype] = ALL_FLOAT_DTYPES
     head_dims: frozenset[int] | None = frozenset({REQUIRED_HEAD_DIM})  # None: every head dim
+    # value head dims Dv other than the query/key head dim (HEAD-3): empty, none; None, any
+    head_dims_v: frozenset[int] | None = frozenset()
     causal: frozenset[str] = frozenset()  # supported causal alignments
     causal_unequal: bool = True  # causal masking also when seqlen_q != seqlen_k (else only square)
     mask_with_causal: bool = True  # a key-padding mask and causal masking in one call
@@ -56,7 +58,7 @@ class Capabilities:
     overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("devices", "dtypes", "head_dims", "causal"):
+        for name in ("devices", "dtypes", "head_dims", "head_dims_v", "causal"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, frozenset(getattr(self, name)))
         if self.lse not in LSE_BASES:
@@ -83,6 +85,7 @@ class Capabilities:
         device: str | torch.device | None = None,
         dtype: torch.dtype | None = None,
         head_dim: int | None = None,
+        head_dim_v: int | None = None,
         causal: str | None = None,
         causal_unequal: bool = False,
         key_padding_mask: bool = False,
@@ -115,6 +118,12 @@ class Capabilities:
             (
                 head_dim is not None and caps.head_dims is not None and head_dim not in caps.head_dims,
                 f"head_dim {head_dim} not declared (capability: head_dims={sorted(caps.head_dims or ())})",
+            ),
+            (
+                head_dim_v is not None and head_dim_v != head_dim and caps.head_dims_v is not None
+                and head_dim_v not in caps.head_dims_v,
+                f"value head dim {head_dim_v} != head dim {head_dim} not declared (capability: head_dims_v="
+                f"{'any' if caps.head_dims_v is None else sorted(caps.head_dims_v)})",
             ),
             (
                 causal is not None and causal not in caps.causal,

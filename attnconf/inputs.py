@@ -36,6 +36,7 @@ class DenseCase:
     heads_q: int = 2
     heads_kv: int = 2
     head_dim: int = 64
+    head_dim_v: int | None = None  # the value head dim, when it differs from head_dim (HEAD-3)
     dtype: torch.dtype | None = None  # None: any dtype (see resolve_dtype); float32 when made into tensors as is
     causal: str | None = None
     mask: str | None = None  # one of MASK_KINDS: random keys, a valid prefix, or one batch element all masked
@@ -59,6 +60,7 @@ class DenseCase:
             lse=self.lse,
             dtype=self.dtype,
             head_dim=self.head_dim,
+            head_dim_v=self.head_dim_v,
             causal=self.causal,
             causal_unequal=self.causal is not None and self.seqlen_q != self.seqlen_k,
             key_padding_mask=self.mask is not None,
@@ -76,7 +78,8 @@ class DenseCase:
     def __str__(self) -> str:
         parts = [
             f"B={self.batch} Sq={self.seqlen_q} Sk={self.seqlen_k} Hq={self.heads_q} Hkv={self.heads_kv} "
-            f"D={self.head_dim} {_dtype_name(self.dtype)}"
+            f"D={self.head_dim}{'' if self.head_dim_v is None else f' Dv={self.head_dim_v}'} "
+            f"{_dtype_name(self.dtype)}"
         ]
         for name in ("causal", "mask", "scale", "window", "softcap", "alibi"):
             if getattr(self, name) is not None:
@@ -183,10 +186,11 @@ def make_key_padding_mask(kind: str | None, batch: int, seqlen_k: int, generator
 def make_dense_inputs(case: DenseCase, device, generator: torch.Generator) -> Inputs:
     q = _randn((case.batch, case.seqlen_q, case.heads_q, case.head_dim), generator, device, case.dtype, case.magnitude)
     k = _randn((case.batch, case.seqlen_k, case.heads_kv, case.head_dim), generator, device, case.dtype, case.magnitude)
-    v = _randn((case.batch, case.seqlen_k, case.heads_kv, case.head_dim), generator, device, case.dtype)
+    head_dim_v = case.head_dim if case.head_dim_v is None else case.head_dim_v
+    v = _randn((case.batch, case.seqlen_k, case.heads_kv, head_dim_v), generator, device, case.dtype)
     if case.value_offset:
         v = v + case.value_offset
-    dout = _randn(q.shape, generator, device, case.dtype)
+    dout = _randn(q.shape[:-1] + (head_dim_v,), generator, device, case.dtype)
     mask = make_key_padding_mask(case.mask, case.batch, case.seqlen_k, generator)
     return Inputs(q, k, v, dout, key_padding_mask=None if mask is None else mask.to(device),
                   alibi_slopes=make_alibi_slopes(case.alibi, case.batch, case.heads_q, generator, device),

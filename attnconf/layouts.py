@@ -51,15 +51,16 @@ def to_canonical(fn: Callable[..., torch.Tensor], layout: str) -> Callable[..., 
 
         @functools.wraps(fn)
         def from_bsd(q, k, v, *rest, **options):
-            head_dims = {t.shape[-1] for t in (q, k, v) if isinstance(t, torch.Tensor) and t.dim() >= 2}
+            # v's head dim may differ (HEAD-3): the function finds it from v's width and k's head count
+            head_dims = {t.shape[-1] for t in (q, k) if isinstance(t, torch.Tensor) and t.dim() >= 2}
             if len(head_dims) > 1:
                 raise LayoutCannotExpress(
-                    f"layout 'bsd' merges heads into the last dimension, so head dims {sorted(head_dims)} of q, k, v "
+                    f"layout 'bsd' merges heads into the last dimension, so head dims {sorted(head_dims)} of q and k "
                     "cannot be told apart from another head count"
                 )
             heads_q, head_dim = (q.shape[-2], q.shape[-1]) if q.dim() >= 2 else (1, q.shape[-1])
             out = fn(*(_merge_heads(t) for t in (q, k, v)), *rest, num_heads=heads_q, head_dim=head_dim, **options)
-            return _on_output(out, lambda o: o.unflatten(-1, (heads_q, head_dim)) if o.dim() >= 1 else o)
+            return _on_output(out, lambda o: o.unflatten(-1, (heads_q, o.shape[-1] // heads_q)) if o.dim() >= 1 else o)
 
         return from_bsd
     raise ValueError(f"unknown layout {layout!r}; choose one of {LAYOUTS}")

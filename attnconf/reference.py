@@ -199,7 +199,7 @@ def _fused_visible(q, k, v, dout, visible, scale, options: ScoreOptions = ScoreO
     dq = torch.einsum("bhqk,bkhd->bqhd", ds, kr) * scale
     dk = torch.einsum("bhqk,bqhd->bkhd", ds, q) * scale
     dv = torch.einsum("bhqk,bqhd->bkhd", probs, dout)
-    fold = lambda t: t.reshape(batch, seqlen_k, heads_kv, group, head_dim).sum(dim=3)  # noqa: E731 (sum over group)
+    fold = lambda t: t.reshape(batch, seqlen_k, heads_kv, group, t.shape[-1]).sum(dim=3)  # noqa: E731 (sum over group)
     result.update(dq=dq, dk=fold(dk), dv=fold(dv))
     return result
 
@@ -280,8 +280,9 @@ def _rounding_terms_visible(q, k, v, dout, visible, scale, options: ScoreOptions
     seqlen_k, heads_kv = k.shape[1], k.shape[2]
     scale = 1.0 / math.sqrt(head_dim) if scale is None else scale
     group = heads_q // max(heads_kv, 1)
-    lengths = {"out": seqlen_k + head_dim, "dq": seqlen_k + head_dim, "lse": seqlen_k + head_dim}
-    lengths.update(dk=group * seqlen_q + head_dim, dv=group * seqlen_q + head_dim)
+    widest = max(head_dim, v.shape[-1])  # the longer of the two inner reductions (Q·K over D, dO·V over Dv)
+    lengths = {"out": seqlen_k + widest, "dq": seqlen_k + widest, "lse": seqlen_k + head_dim}
+    lengths.update(dk=group * seqlen_q + widest, dv=group * seqlen_q + widest)
     names = ("out", "lse") if dout is None else ("out", "lse", "dq", "dk", "dv")
     if seqlen_k == 0 or seqlen_q == 0:
         return {name: RoundingTerms(0.0, 0.0, 0.0, lengths[name]) for name in names}
@@ -301,7 +302,7 @@ def _rounding_terms_visible(q, k, v, dout, visible, scale, options: ScoreOptions
         lse = torch.logaddexp(lse, options.sink.double()[None, :, None, None])
     probs = torch.exp(scores - torch.where(torch.isinf(lse), torch.zeros_like(lse), lse)).nan_to_num(0.0)
     out = torch.einsum("bhqk,bkhd->bqhd", probs, vr)  # rows with no visible key have all-zero probs: out 0
-    fold = lambda t: t.reshape(batch, seqlen_k, heads_kv, group, head_dim).sum(dim=3)  # noqa: E731
+    fold = lambda t: t.reshape(batch, seqlen_k, heads_kv, group, t.shape[-1]).sum(dim=3)  # noqa: E731
     # lse: the log rounds its argument's sum (relative error ~ eps sqrt(L): 1 below) and its result (|lse|); the
     # scores' errors reach it weighted by P
     finite_lse = lse[torch.isfinite(lse)]

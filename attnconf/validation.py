@@ -22,14 +22,17 @@ def check_dense_inputs(
     key_padding_mask: torch.Tensor | None = None,
     *,
     head_dims: frozenset[int] | None = None,
+    head_dims_v: frozenset[int] | None = frozenset(),
 ) -> None:
-    """Validate dense inputs: q [B, Sq, Hq, D], k and v [B, Sk, Hkv, D], mask bool [B, Sk]."""
+    """Validate dense inputs: q [B, Sq, Hq, D], k [B, Sk, Hkv, D], v [B, Sk, Hkv, Dv], mask bool [B, Sk].
+
+    Dv equals D unless ``head_dims_v`` names it (None: any Dv), as ``Capabilities.head_dims_v``."""
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, torch.Tensor):
             raise AttentionInputError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
         if t.dim() != 4:
             raise AttentionInputError(f"{name} must have rank 4 [batch, seqlen, heads, head_dim], got shape {tuple(t.shape)}")
-    _check_common(q, k, v, seq_dim=1, head_dim_axis=3, head_axis=2, head_dims=head_dims)
+    _check_common(q, k, v, seq_dim=1, head_dim_axis=3, head_axis=2, head_dims=head_dims, head_dims_v=head_dims_v)
     if q.shape[0] != k.shape[0] or k.shape[0] != v.shape[0]:
         raise AttentionInputError(f"batch size mismatch: q {q.shape[0]}, k {k.shape[0]}, v {v.shape[0]}")
     if k.shape[1] != v.shape[1]:
@@ -60,15 +63,17 @@ def check_packed_inputs(
         raise AttentionInputError(f"k and v total tokens mismatch: k {k.shape[0]}, v {v.shape[0]}")
 
 
-def _check_common(q, k, v, *, seq_dim: int, head_dim_axis: int, head_axis: int, head_dims) -> None:
+def _check_common(q, k, v, *, seq_dim: int, head_dim_axis: int, head_axis: int, head_dims,
+                  head_dims_v: frozenset[int] | None = frozenset()) -> None:
     if not q.is_floating_point():
         raise AttentionInputError(f"q must be a floating-point tensor, got dtype {q.dtype}")
     if k.dtype != q.dtype or v.dtype != q.dtype:
         raise AttentionInputError(f"dtype mismatch: q {q.dtype}, k {k.dtype}, v {v.dtype}")
     if k.device != q.device or v.device != q.device:
         raise AttentionInputError(f"device mismatch: q {q.device}, k {k.device}, v {v.device}")
-    d = q.shape[head_dim_axis]
-    if k.shape[head_dim_axis] != d or v.shape[head_dim_axis] != d:
+    d, dv = q.shape[head_dim_axis], v.shape[head_dim_axis]
+    value_dim_ok = dv == d or head_dims_v is None or dv in head_dims_v
+    if k.shape[head_dim_axis] != d or not value_dim_ok:
         raise AttentionInputError(
             f"head_dim mismatch: q {d}, k {k.shape[head_dim_axis]}, v {v.shape[head_dim_axis]}"
         )

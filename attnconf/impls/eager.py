@@ -35,10 +35,11 @@ def check_merged_inputs(q, k, v, num_heads: int, head_dim: int, key_padding_mask
         raise AttentionInputError(f"k and v seqlen mismatch: k {k.shape[1]}, v {v.shape[1]}")
     if q.shape[-1] != num_heads * head_dim:
         raise AttentionInputError(f"q's last dim {q.shape[-1]} is not num_heads·head_dim = {num_heads}·{head_dim}")
-    if k.shape[-1] != v.shape[-1] or k.shape[-1] % head_dim or num_heads % max(k.shape[-1] // head_dim, 1):
+    kv_heads = k.shape[-1] // head_dim
+    if k.shape[-1] % head_dim or not kv_heads or num_heads % kv_heads or v.shape[-1] % kv_heads:
         raise AttentionInputError(
-            f"k and v last dims ({k.shape[-1]}, {v.shape[-1]}) must be kv_heads·head_dim (head_dim {head_dim}) with "
-            f"the {num_heads} query heads a multiple of the kv heads"
+            f"k's last dim {k.shape[-1]} must be kv_heads·head_dim (head_dim {head_dim}) with the {num_heads} query "
+            f"heads a multiple of the kv heads, and v's last dim {v.shape[-1]} kv_heads·head_dim_v"
         )
     if key_padding_mask is not None:
         if key_padding_mask.dtype != torch.bool or tuple(key_padding_mask.shape) != tuple(k.shape[:2]):
@@ -86,6 +87,7 @@ def eager_kvcache(q, k_cache, v_cache, cache_seqlens, *, block_table=None, causa
     capabilities=Capabilities(
         devices={"cpu", "cuda"},
         head_dims=None,
+        head_dims_v=None,
         causal=set(ALIGNMENTS),
         key_padding_mask=True,
         varlen=True,
@@ -107,7 +109,9 @@ def eager_attention(q, k, v, *, num_heads, head_dim, key_padding_mask=None, caus
     """From-scratch multi-head attention on merged heads (the seeds' exercise); ``(out, lse)`` with ``return_lse``."""
     check_merged_inputs(q, k, v, num_heads, head_dim, key_padding_mask)
     kv_heads = k.shape[-1] // head_dim
-    q, k, v = split_heads(q, num_heads, head_dim), split_heads(k, kv_heads, head_dim), split_heads(v, kv_heads, head_dim)
+    head_dim_v = v.shape[-1] // kv_heads  # may differ from head_dim (HEAD-3)
+    q, k = split_heads(q, num_heads, head_dim), split_heads(k, kv_heads, head_dim)
+    v = split_heads(v, kv_heads, head_dim_v)
     group = num_heads // kv_heads
     k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
 
@@ -140,7 +144,7 @@ def eager_attention(q, k, v, *, num_heads, head_dim, key_padding_mask=None, caus
     weights = weights / total.masked_fill(total == 0, 1.0)
 
     out = (weights @ v).to(out_dtype)  # [B, H, Sq, D]
-    out = out.transpose(1, 2).reshape(out.shape[0], seqlen_q, num_heads * head_dim)
+    out = out.transpose(1, 2).reshape(out.shape[0], seqlen_q, num_heads * head_dim_v)
     if not return_lse:
         return out
     lse = torch.where(total == 0, float("-inf"), row_max + torch.log(total)).squeeze(-1)  # [B, H, Sq]

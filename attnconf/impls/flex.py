@@ -280,7 +280,7 @@ def score_mod_for(softcap, alibi_slopes, seqlen_q: int, seqlen_k: int, device):
 def flex_dense(q, k, v, *, key_padding_mask=None, causal=None, scale=None, window=None, softcap=None,
                alibi_slopes=None, return_lse=False, compiled: bool):
     """Canonical dense call: [B, S, H, D] in and out (and the lse [B, H, Sq], natural log, with ``return_lse``)."""
-    check_dense_inputs(q, k, v, key_padding_mask, head_dims=HEAD_DIMS)
+    check_dense_inputs(q, k, v, key_padding_mask, head_dims=HEAD_DIMS, head_dims_v=HEAD_DIMS)
     batch, seqlen_q, seqlen_k = q.shape[0], q.shape[1], k.shape[1]
     check_feature_inputs(alibi_slopes, None, batch, q.shape[2], q.device)
     if compiled and q.device.type == "cpu" and batch > 1 and seqlen_q != seqlen_k:
@@ -389,7 +389,7 @@ def _eager_expected_failures() -> dict[str, str]:
 
 _COMMON = dict(
     devices={"cpu", "cuda"}, head_dims=HEAD_DIMS, causal={TOP_LEFT, BOTTOM_RIGHT}, key_padding_mask=True,
-    varlen=True, gqa=True, backward=True, deterministic=True, softcap=True, alibi=True, lse="e",
+    varlen=True, gqa=True, backward=True, deterministic=True, softcap=True, alibi=True, lse="e", head_dims_v=HEAD_DIMS,
 )
 _WHAT_REBUILDS = (
     "block masks are cached on (B, Sq, Sk, causal alignment) plus the key-padding mask's contents, or on the packed "

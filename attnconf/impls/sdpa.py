@@ -24,7 +24,7 @@ ALL = {torch.float32, torch.float16, torch.bfloat16}
 
 
 def sdpa_attention(q, k, v, *, backend: SDPBackend, key_padding_mask=None, causal=None, scale=None, window=None,
-                   alibi_slopes=None, head_dims=None):
+                   alibi_slopes=None, head_dims=None, head_dims_v=frozenset()):
     """SDPA on [B, H, S, D] inputs with one pinned backend; ``head_dims``: the ones this variant declares.
 
     SDPA has no window and no ALiBi: both go into ``attn_mask``, a boolean band for the window and an additive float
@@ -32,7 +32,8 @@ def sdpa_attention(q, k, v, *, backend: SDPBackend, key_padding_mask=None, causa
     """
     # SDPA would read a float mask as additive and broadcast a mask of the wrong shape: check what this wrapper
     # builds on, in SDPA's layout (k, v [B, Hkv, Sk, D])
-    check_dense_inputs(*(swap_seq_heads(t) for t in (q, k, v)), key_padding_mask, head_dims=head_dims)
+    check_dense_inputs(*(swap_seq_heads(t) for t in (q, k, v)), key_padding_mask, head_dims=head_dims,
+                       head_dims_v=head_dims_v)
     batch, heads, seqlen_q, seqlen_k = q.shape[0], q.shape[1], q.shape[-2], k.shape[-2]
     check_feature_inputs(alibi_slopes, None, batch, heads, q.device)
     explicit = key_padding_mask is not None or window is not None or alibi_slopes is not None
@@ -107,8 +108,8 @@ def _variant(name: str, backend: SDPBackend, capabilities: Capabilities, probe_d
     return register(
         Implementation(
             name=name,
-            forward=to_canonical(functools.partial(sdpa_attention, backend=backend, head_dims=capabilities.head_dims),
-                                 "bhsd"),
+            forward=to_canonical(functools.partial(sdpa_attention, backend=backend, head_dims=capabilities.head_dims,
+                                                   head_dims_v=capabilities.head_dims_v), "bhsd"),
             capabilities=capabilities,
             available=_probe(backend, probe_device, probe_dtype),
             description=f"torch.nn.functional.scaled_dot_product_attention pinned to {backend.name}",
@@ -123,7 +124,9 @@ _variant(
     Capabilities(
         devices={"cpu", "cuda"}, dtypes=ALL, head_dims=None, causal={TOP_LEFT, BOTTOM_RIGHT},
         key_padding_mask=True, varlen=True, gqa=GQA, backward=True, deterministic=True, window=True, alibi=True,
-        notes="sliding window and ALiBi through attn_mask (a boolean band; an additive bias in the input dtype)",
+        head_dims_v=None,
+        notes="sliding window and ALiBi through attn_mask (a boolean band; an additive bias in the input dtype); any "
+              "value head dim",
     ),
     "cpu",
     torch.float32,

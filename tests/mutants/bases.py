@@ -27,6 +27,7 @@ class EagerAttention:
     """Dense attention in the canonical layout: every step a method a mutant may override."""
 
     head_dims = HEAD_DIMS
+    head_dims_v = frozenset()  # value head dims other than q's taken (Capabilities.head_dims_v)
 
     def __call__(self, q, k, v, *, key_padding_mask=None, causal=None, scale=None):
         self.validate(q, k, v, key_padding_mask)
@@ -39,7 +40,7 @@ class EagerAttention:
     # ---- input handling ------------------------------------------------------------------------------------------
 
     def validate(self, q, k, v, key_padding_mask) -> None:
-        check_dense_inputs(q, k, v, key_padding_mask, head_dims=self.head_dims)
+        check_dense_inputs(q, k, v, key_padding_mask, head_dims=self.head_dims, head_dims_v=self.head_dims_v)
 
     def load(self, t: torch.Tensor) -> torch.Tensor:
         """How the kernel reads an input; the strides of views are honoured."""
@@ -130,6 +131,12 @@ class WindowedAttention(EagerAttention):
         if self.window is not None:
             visible = visible & self.window_band(seqlen_q, seqlen_k, *self.window, device)
         return visible
+
+
+class ValueHeadDimAttention(EagerAttention):
+    """The eager base taking any value head dim (HEAD-3)."""
+
+    head_dims_v = None
 
 
 class FeatureAttention(EagerAttention):

@@ -26,6 +26,7 @@ from .bases import (
     EagerAttention,
     FeatureAttention,
     KvCacheAttention,
+    ValueHeadDimAttention,
     ManualBackwardAttention,
     PackedAttention,
     TiledAttention,
@@ -48,6 +49,7 @@ TILED = dataclasses.replace(FULL, backward=False)  # the tiled base has no backw
 WINDOWED = dataclasses.replace(FULL, window=True)
 FEATURES = dataclasses.replace(FULL, softcap=True, alibi=True, sink=True, lse="e")
 CACHED = dataclasses.replace(FULL, kvcache=True, paged=True)
+VALUE_DIMS = dataclasses.replace(FULL, head_dims_v=None)
 
 
 # ---- scale -----------------------------------------------------------------------------------------------------
@@ -131,6 +133,17 @@ class SinkLeftOutOfLse(FeatureAttention):
 
     def log_sum_exp(self, scores, raw_scores):
         return torch.logsumexp(scores, dim=-1)
+
+
+class ScaleFromValueHeadDim(ValueHeadDimAttention):
+    """default scale 1/sqrt(Dv) from the value head dim instead of 1/sqrt(D)"""
+
+    def __call__(self, q, k, v, **options):
+        self.value_dim = v.shape[-1]
+        return super().__call__(q, k, v, **options)
+
+    def softmax_scale(self, head_dim, scale):
+        return super().softmax_scale(self.value_dim, scale)
 
 
 # ---- KV caches ---------------------------------------------------------------------------------------------------
@@ -639,6 +652,7 @@ MUTANTS: list[Implementation] = [
     _dense("lse-in-base-two", LseInBaseTwo, FEATURES),
     _dense("lse-missing-scale", LseMissingScale, FEATURES),
     _dense("sink-left-out-of-lse", SinkLeftOutOfLse, FEATURES),
+    _dense("scale-from-value-head-dim", ScaleFromValueHeadDim, VALUE_DIMS),
     _cached("kvcache-length-off-by-one", KvCacheLengthOffByOne),
     _cached("paged-table-as-identity", PagedTableAsIdentity),
     _cached("kvcache-causal-top-left", KvCacheCausalTopLeft),
@@ -662,4 +676,5 @@ CONTROLS: list[Implementation] = [
     _implementation("control-windowed", WindowedAttention(), WINDOWED),
     _implementation("control-features", FeatureAttention(), FEATURES),
     _implementation("control-kvcache", EagerAttention(), CACHED, kvcache_forward=KvCacheAttention()),
+    _implementation("control-value-head-dim", ValueHeadDimAttention(), VALUE_DIMS),
 ]
