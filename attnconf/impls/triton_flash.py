@@ -272,18 +272,28 @@ class FlashAttentionFunction(torch.autograd.Function):
     """Autograd wrapper: the forward saves q, k, v (the inputs), the output and the log-sum-exp; nothing else."""
 
     @staticmethod
-    def forward(ctx, q, k, v, kpm, cu_q, cu_k, problem: Problem):
+    def forward(ctx, q, k, v, kpm, cu_q, cu_k, problem: Problem, return_lse: bool = False):
         out, lse = _forward(q, k, v, kpm, cu_q, cu_k, problem)
         ctx.save_for_backward(q, k, v, out, lse)
         ctx.index_tensors = (kpm, cu_q, cu_k)  # integer/bool, not differentiable: no version tracking needed
         ctx.problem = problem
-        return out
+        if not return_lse:
+            return out
+        public = log2_sum_exp(lse)
+        ctx.mark_non_differentiable(public)
+        return out, public
 
     @staticmethod
-    def backward(ctx, dout):
+    def backward(ctx, dout, *_lse_grad):  # the returned lse is not differentiable
         q, k, v, out, lse = ctx.saved_tensors
         dq, dk, dv = _backward(dout, q, k, v, out, lse, *ctx.index_tensors, ctx.problem)
-        return dq, dk, dv, None, None, None, None
+        return dq, dk, dv, None, None, None, None, None
+
+
+def log2_sum_exp(stats: torch.Tensor) -> torch.Tensor:
+    """The lse in base 2 from the kernel's row statistics (m, log2 l): m + log2 l, -inf for a row with no key."""
+    row_max, log_sum = stats[0], stats[1]
+    return torch.where(torch.isinf(log_sum), float("-inf"), row_max + log_sum)
 
 
 # ---- entry points ----------------------------------------------------------------------------------------------
@@ -317,8 +327,9 @@ def _unavailable() -> str | None:
     return None
 
 
-def flash_attention(q, k, v, *, key_padding_mask=None, causal=None, scale=None, window=None):
-    """FlashAttention-2 in Triton on [B, S, H, D] inputs: causal alignments, key-padding mask, GQA, backward."""
+def flash_attention(q, k, v, *, key_padding_mask=None, causal=None, scale=None, window=None, return_lse=False):
+    """FlashAttention-2 in Triton on [B, S, H, D] inputs: causal alignments, key-padding mask, GQA, backward;
+    with ``return_lse`` also the log-sum-exp [B, H, Sq] in base 2 (the kernel's own units)."""
     check_dense_inputs(q, k, v, key_padding_mask, head_dims=HEAD_DIMS)
     scale = _check_options(q, causal, scale)
     q, k, v = (_last_dim_contiguous(t) for t in (q, k, v))
@@ -326,7 +337,7 @@ def flash_attention(q, k, v, *, key_padding_mask=None, causal=None, scale=None, 
     problem = Problem(batch=q.shape[0], seqlen_q=q.shape[1], seqlen_k=k.shape[1], heads_q=q.shape[2],
                       heads_kv=k.shape[2], head_dim=q.shape[3], causal=causal, scale=scale, varlen=False,
                       window=_check_window(window))
-    return FlashAttentionFunction.apply(q, k, v, kpm, None, None, problem)
+    return FlashAttentionFunction.apply(q, k, v, kpm, None, None, problem, bool(return_lse))
 
 
 def flash_attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, *, causal=None,
@@ -351,6 +362,7 @@ CAPABILITIES = Capabilities(
     head_dims=HEAD_DIMS,
     causal=set(ALIGNMENTS),
     window=True,
+    lse="2",  # the kernel keeps scores in base 2: the returned lse is m + log2(l)
     key_padding_mask=True,
     varlen=True,
     gqa=True,
