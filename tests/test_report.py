@@ -181,3 +181,14 @@ def test_the_mask_pictures_come_from_the_reference_predicates():
     assert [row.sum().item() for row in window] == [4] * 5 + [3]  # keys i+4-2 .. i+4+1, clipped at the end
     text = "\n".join(report.mask_section())
     assert "**WINDOW-1**" in text and masks.picture(window) in text
+
+
+def test_a_matrix_with_passes_above_one_is_marked_as_using_the_older_ratio():
+    def record(ratio):
+        return {"impl": "k", "contract": "DENSE-1", "nodeid": "conformance/test_dense.py::t[k]", "outcome": "passed",
+                "reason": "", "ratios": {"out": ratio}}
+
+    strings = report.Strings()
+    new = report.matrix_data(Path("conformance/a.json"), {"meta": {}, "records": [record(0.4)]}, strings)
+    old = report.matrix_data(Path("conformance/b.json"), {"meta": {}, "records": [record(2.1)]}, strings)
+    assert not new["older_ratio"] and old["older_ratio"]
