@@ -170,17 +170,21 @@ class TiledAttention(torch.autograd.Function):
     """Saves the inputs, the output and the log-sum-exp; the backward recomputes everything else."""
 
     @staticmethod
-    def forward(ctx, q, k, v, key_padding_mask, causal, scale, sram_size):
+    def forward(ctx, q, k, v, key_padding_mask, causal, scale, sram_size, return_lse=False):
         out, lse = tiled_forward(q, k, v, key_padding_mask, causal, scale, sram_size)
         ctx.save_for_backward(q, k, v, out, lse)
         ctx.options = (key_padding_mask, causal, scale, sram_size)
-        return out
+        if not return_lse:
+            return out
+        public = lse.clone()  # the saved one stays the backward's own
+        ctx.mark_non_differentiable(public)
+        return out, public
 
     @staticmethod
-    def backward(ctx, dout):
+    def backward(ctx, dout, *_lse_grad):  # the returned lse is not differentiable
         q, k, v, out, lse = ctx.saved_tensors
         dq, dk, dv = tiled_backward(dout, q, k, v, out, lse, *ctx.options)
-        return dq, dk, dv, None, None, None, None
+        return dq, dk, dv, None, None, None, None, None
 
 
 @implementation(
@@ -195,6 +199,8 @@ class TiledAttention(torch.autograd.Function):
         backward=True,
         deterministic=True,
         memory_efficient=True,
+        lse="e",
+        lse_empty_row=float("inf"),  # as flash-attn 2: a row with no visible key saves L = +inf (its P is then 0)
         notes=(
             "teaching version of FlashAttention in plain PyTorch (Python loops over tiles): slow by design; "
             f"tiles from M = {DEFAULT_SRAM_SIZE} float32 numbers (one H100 SM's shared memory); float32 arithmetic; "
@@ -202,10 +208,12 @@ class TiledAttention(torch.autograd.Function):
         ),
     ),
 )
-def tiled_attention(q, k, v, *, key_padding_mask=None, causal=None, scale=None, sram_size=DEFAULT_SRAM_SIZE):
-    """FlashAttention in plain PyTorch, tile by tile: online softmax forward, recomputing backward."""
+def tiled_attention(q, k, v, *, key_padding_mask=None, causal=None, scale=None, return_lse=False,
+                    sram_size=DEFAULT_SRAM_SIZE):
+    """FlashAttention in plain PyTorch, tile by tile: online softmax forward, recomputing backward; with
+    ``return_lse`` also the log-sum-exp [B, H, Sq] it saves for the backward (natural log, +inf for empty rows)."""
     check_dense_inputs(q, k, v, key_padding_mask)
     if causal is not None and causal not in ALIGNMENTS:
         raise AttentionInputError(f"causal must be None or one of {ALIGNMENTS}, got {causal!r}")
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
-    return TiledAttention.apply(q, k, v, key_padding_mask, causal, scale, sram_size)
+    return TiledAttention.apply(q, k, v, key_padding_mask, causal, scale, sram_size, bool(return_lse))
