@@ -209,25 +209,32 @@ def run_varlen(impl: Implementation, case: VarlenCase, inputs: Inputs) -> Outcom
     return run_with_grads(_varlen_call(impl.varlen, inputs, case), inputs, backward=case.backward)
 
 
+def varlen_references(case: VarlenCase, inputs: Inputs) -> Expected:
+    """The golden in float64, the reference formulations in the test dtype and the rounding terms of a packed
+    batch (``case`` gives causal, scale, window and backward)."""
+    ref_call = _varlen_call(_reference_varlen, inputs, case)
+    golden = run_with_grads(ref_call, inputs, backward=case.backward, dtype=torch.float64)
+    autograd = run_with_grads(ref_call, inputs, backward=case.backward)
+    dout = inputs.dout if case.backward else None
+    options = dict(causal=case.causal, scale=case.scale, window=case.window)
+    fused = [
+        _fused(fused_formulation_varlen(inputs.q, inputs.k, inputs.v, dout, inputs.cu_seqlens_q,
+                                        inputs.cu_seqlens_k, formulation=f, **options))
+        for f in FUSED_FORMULATIONS
+    ]
+    terms = rounding_terms_varlen(inputs.q, inputs.k, inputs.v, dout, inputs.cu_seqlens_q, inputs.cu_seqlens_k,
+                                  **options)
+    return Expected(golden, [autograd, *fused], terms)
+
+
 def check_varlen(
     impl: Implementation, case: VarlenCase, device, generator: torch.Generator, record: Recorder | None = None,
     inputs: Inputs | None = None,
 ) -> Outcome:
     inputs = inputs or make_varlen_inputs(case, device, generator)
-    ref_call = _varlen_call(_reference_varlen, inputs, case)
-    golden = run_with_grads(ref_call, inputs, backward=case.backward, dtype=torch.float64)
-    autograd = run_with_grads(ref_call, inputs, backward=case.backward)
-    fused = [
-        _fused(fused_formulation_varlen(inputs.q, inputs.k, inputs.v, inputs.dout if case.backward else None,
-                                        inputs.cu_seqlens_q, inputs.cu_seqlens_k, causal=case.causal,
-                                        scale=case.scale, window=case.window, formulation=f))
-        for f in FUSED_FORMULATIONS
-    ]
-    terms = rounding_terms_varlen(inputs.q, inputs.k, inputs.v, inputs.dout if case.backward else None,
-                                  inputs.cu_seqlens_q, inputs.cu_seqlens_k, causal=case.causal, scale=case.scale,
-                                  window=case.window)
+    expected = varlen_references(case, inputs)
     actual = run_varlen(impl, case, inputs)
-    judge(actual, Expected(golden, [autograd, *fused], terms), what=f"{impl.name} varlen [{case}]", expect_dtype=inputs.q.dtype,
+    judge(actual, expected, what=f"{impl.name} varlen [{case}]", expect_dtype=inputs.q.dtype,
           expect_device=inputs.q.device, record=record)
     return actual
 
@@ -245,15 +252,15 @@ def merge_by_lse(parts: list[Outcome], empty_row: float = -math.inf) -> Outcome:
     top = torch.where(torch.isinf(top), torch.zeros_like(top), top)
     weights = torch.exp(lses - top)  # 0 for a block in which the row sees nothing
     total = weights.sum(dim=0)
+    safe_total = torch.where(total == 0, torch.ones_like(total), total)
     outs = torch.stack([p.out.double() for p in parts])  # [n, B, Sq, H, D]
-    merged = (weights.transpose(-1, -2)[..., None] * outs).sum(dim=0) / torch.where(
-        total == 0, torch.ones_like(total), total).transpose(-1, -2)[..., None]
-    lse = torch.where(total == 0, -math.inf, top + torch.log(torch.where(total == 0, torch.ones_like(total), total)))
+    merged = (weights.transpose(-1, -2)[..., None] * outs).sum(dim=0) / safe_total.transpose(-1, -2)[..., None]
+    lse = torch.where(total == 0, -math.inf, top + torch.log(safe_total))
     return Outcome(merged.to(parts[0].out.dtype), lse=lse.float())
 
 
 def check_lse_merge(impl: Implementation, case: DenseCase, split: int, device, generator: torch.Generator,
-                    record: Recorder | None = None, sink_in_first_only: bool = True) -> Outcome:
+                    record: Recorder | None = None) -> Outcome:
     """LSE-2: the keys cut at ``split`` into two blocks, each run alone with ``return_lse``, merged through their
     LSEs (``merge_by_lse``), equal attention over all keys (out and lse), judged as one call.
 
@@ -269,7 +276,7 @@ def check_lse_merge(impl: Implementation, case: DenseCase, split: int, device, g
     for keys in (slice(0, split), slice(split, None)):
         part = Inputs(inputs.q, inputs.k[:, keys], inputs.v[:, keys], inputs.dout,
                       key_padding_mask=None if inputs.key_padding_mask is None else inputs.key_padding_mask[:, keys],
-                      alibi_slopes=None, sink=inputs.sink if keys.start == 0 or not sink_in_first_only else None)
+                      alibi_slopes=None, sink=inputs.sink if keys.start == 0 else None)
         blocks.append((case.replace(seqlen_k=part.k.shape[1], sink=part.sink is not None), part))
     empty = impl.capabilities.on(device).lse_empty_row
     actual = merge_by_lse([run_dense(impl, c, p) for c, p in blocks], empty)
@@ -289,23 +296,15 @@ def check_kvcache(impl: Implementation, case: KvCacheCase, device, generator: to
     """KVCACHE-*, PAGED-*: the call against the cache equals the packed batch of each sequence's valid keys (the
     reference and its tolerance are those of ``check_varlen``), forward only."""
     inputs = make_kvcache_inputs(case, device, generator)
-    packed, options = inputs.packed, dict(causal=case.causal, scale=case.scale)
-    ref_call = _varlen_call(_reference_varlen, packed, VarlenCase(causal=case.causal, scale=case.scale))
-    golden = run_with_grads(ref_call, packed, backward=False, dtype=torch.float64)
-    autograd = run_with_grads(ref_call, packed, backward=False)
-    fused = [_fused(fused_formulation_varlen(packed.q, packed.k, packed.v, None, packed.cu_seqlens_q,
-                                             packed.cu_seqlens_k, formulation=f, **options))
-             for f in FUSED_FORMULATIONS]
-    terms = rounding_terms_varlen(packed.q, packed.k, packed.v, None, packed.cu_seqlens_q, packed.cu_seqlens_k,
-                                  **options)
+    packed = inputs.packed
+    expected = varlen_references(VarlenCase(causal=case.causal, scale=case.scale), packed)
     what = f"{impl.name} kvcache [{case}]"
     out = impl.kvcache(inputs.q, inputs.k_cache, inputs.v_cache, inputs.cache_seqlens, block_table=inputs.block_table,
-                       **{k: v for k, v in options.items() if v is not None})
+                       causal=case.causal, scale=case.scale)
     if not isinstance(out, torch.Tensor):
         raise WrongShape(f"{what}: returned {_kind(out)}, not the output tensor")
     if tuple(out.shape) != tuple(inputs.q.shape):
         raise WrongShape(f"{what}: out shape {tuple(out.shape)}, expected q's {tuple(inputs.q.shape)}")
     actual = Outcome(out.detach().reshape(packed.q.shape))
-    judge(actual, Expected(golden, [autograd, *fused], terms), what=what, expect_dtype=inputs.q.dtype,
-          expect_device=inputs.q.device, record=record)
+    judge(actual, expected, what=what, expect_dtype=inputs.q.dtype, expect_device=inputs.q.device, record=record)
     return actual

@@ -107,14 +107,17 @@ def or_masks(*masks: MaskFn) -> MaskFn:
     return either
 
 
+def index_grid(batch: int, heads: int, seqlen_q: int, seqlen_k: int, device=None) -> tuple[torch.Tensor, ...]:
+    """(b, h, q_idx, kv_idx) as index tensors that broadcast to [B, H, Sq, Sk]."""
+    index = lambda n: torch.arange(n, device=device)  # noqa: E731
+    return (index(batch)[:, None, None, None], index(heads)[None, :, None, None],
+            index(seqlen_q)[None, None, :, None], index(seqlen_k)[None, None, None, :])
+
+
 def materialise(mask: MaskFn, batch: int, heads: int, seqlen_q: int, seqlen_k: int, device=None) -> torch.Tensor:
     """bool [B, H, Sq, Sk]: the mask function evaluated at every index."""
-    index = lambda n: torch.arange(n, device=device)  # noqa: E731
-    b = index(batch)[:, None, None, None]
-    h = index(heads)[None, :, None, None]
-    q_idx = index(seqlen_q)[None, None, :, None]
-    kv_idx = index(seqlen_k)[None, None, None, :]
-    return mask(b, h, q_idx, kv_idx).expand(batch, heads, seqlen_q, seqlen_k)
+    grid = index_grid(batch, heads, seqlen_q, seqlen_k, device)
+    return mask(*grid).expand(batch, heads, seqlen_q, seqlen_k)
 
 
 def visibility_mask(seqlen_q: int, seqlen_k: int, *, key_padding_mask=None, causal_alignment: str | None = None,
@@ -172,10 +175,7 @@ def apply_scores(score: ScoreFn | None, scores: torch.Tensor) -> torch.Tensor:
     """``score`` evaluated on a dense [B, H, Sq, Sk] score tensor (identity for None)."""
     if score is None:
         return scores
-    batch, heads, seqlen_q, seqlen_k = scores.shape
-    index = lambda n: torch.arange(n, device=scores.device)  # noqa: E731
-    return score(scores, index(batch)[:, None, None, None], index(heads)[None, :, None, None],
-                 index(seqlen_q)[None, None, :, None], index(seqlen_k)[None, None, None, :])
+    return score(scores, *index_grid(*scores.shape, device=scores.device))
 
 
 def contract_patterns(seqlen_q: int = 6, seqlen_k: int = 10) -> list[tuple[str, str, torch.Tensor]]:
