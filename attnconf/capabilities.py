@@ -36,7 +36,9 @@ class Capabilities:
     head_dims_v: frozenset[int] | None = frozenset()
     causal: frozenset[str] = frozenset()  # supported causal alignments
     causal_unequal: bool = True  # causal masking also when seqlen_q != seqlen_k (else only square)
-    mask_with_causal: bool = True  # a key-padding mask and causal masking in one call
+    # a key-padding mask in one call with what depends on key positions: causal masking, a window, ALiBi (an
+    # implementation that applies the mask by dropping keys, unpad -> varlen, shifts those positions)
+    mask_with_causal: bool = True
     key_padding_mask: bool = False
     varlen: bool = False  # packed batches (natively, or through the shared pad/unpad adapter)
     gqa: bool = False  # Hq a multiple of Hkv, including MQA
@@ -135,7 +137,8 @@ class Capabilities:
             ),
             (
                 mask_with_causal and not caps.mask_with_causal,
-                "key-padding mask together with causal not declared (capability: mask_with_causal)",
+                "key-padding mask together with causal masking, a window or ALiBi not declared (capability: "
+                "mask_with_causal)",
             ),
             (key_padding_mask and not caps.key_padding_mask, "key-padding mask not declared (capability: key_padding_mask)"),
             (varlen and not caps.varlen, "packed variable-length batches not declared (capability: varlen)"),

@@ -64,7 +64,9 @@ class DenseCase:
             causal=self.causal,
             causal_unequal=self.causal is not None and self.seqlen_q != self.seqlen_k,
             key_padding_mask=self.mask is not None,
-            mask_with_causal=self.mask is not None and self.causal is not None,
+            # a mask with anything that depends on key positions (see Capabilities.mask_with_causal)
+            mask_with_causal=self.mask is not None and (self.causal is not None or self.window is not None
+                                                        or self.alibi is not None),
             gqa=self.heads_q != self.heads_kv,
             custom_scale=self.scale is not None,
             backward=self.backward,

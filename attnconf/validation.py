@@ -50,15 +50,16 @@ def check_dense_inputs(
 
 
 def check_packed_inputs(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, head_dims: frozenset[int] | None = None
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, head_dims: frozenset[int] | None = None,
+    head_dims_v: frozenset[int] | None = frozenset(),
 ) -> None:
-    """Validate packed (varlen) inputs: q [Tq, Hq, D], k and v [Tk, Hkv, D]."""
+    """Validate packed (varlen) inputs: q [Tq, Hq, D], k [Tk, Hkv, D], v [Tk, Hkv, Dv] (Dv as check_dense_inputs)."""
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, torch.Tensor):
             raise AttentionInputError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
         if t.dim() != 3:
             raise AttentionInputError(f"packed {name} must have rank 3 [total_tokens, heads, head_dim], got shape {tuple(t.shape)}")
-    _check_common(q, k, v, seq_dim=0, head_dim_axis=2, head_axis=1, head_dims=head_dims)
+    _check_common(q, k, v, seq_dim=0, head_dim_axis=2, head_axis=1, head_dims=head_dims, head_dims_v=head_dims_v)
     if k.shape[0] != v.shape[0]:
         raise AttentionInputError(f"k and v total tokens mismatch: k {k.shape[0]}, v {v.shape[0]}")
 
@@ -113,9 +114,10 @@ def check_cu_seqlens(cu_seqlens: torch.Tensor, total: int, name: str, *, max_seq
     return lengths
 
 
-def check_packed_call(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, head_dims):
+def check_packed_call(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, head_dims,
+                      head_dims_v=frozenset()):
     """Validate a whole packed (varlen) call; returns the per-sequence lengths (lengths_q, lengths_k)."""
-    check_packed_inputs(q, k, v, head_dims=head_dims)
+    check_packed_inputs(q, k, v, head_dims=head_dims, head_dims_v=head_dims_v)
     lengths_q = check_cu_seqlens(cu_seqlens_q, q.shape[0], "cu_seqlens_q", max_seqlen=max_seqlen_q)
     lengths_k = check_cu_seqlens(cu_seqlens_k, k.shape[0], "cu_seqlens_k", max_seqlen=max_seqlen_k)
     if len(lengths_q) != len(lengths_k):

@@ -127,35 +127,46 @@ def varlen_through_dense(
     return unpad(out, lengths_q, left=left)
 
 
-def dense_through_varlen(varlen: Callable[..., torch.Tensor], q, k, v, key_padding_mask=None, *, causal=None,
-                         scale=None) -> torch.Tensor:
+def dense_through_varlen(varlen: Callable, q, k, v, key_padding_mask=None, *, causal=None, scale=None,
+                         return_lse=False, **options):
     """A dense batch through a packed (varlen) kernel: every query row stays, keys hidden by the mask are dropped.
 
-    ``varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, causal=..., scale=...)`` takes
-    [T, H, D] tensors. Without a mask the batch packs as sequences of equal length (a reshape). With a mask, the
-    kept keys of batch element b form sequence b; masked keys get exactly zero gradient. Causal masking with a mask
-    is refused: after dropping keys, the kernel's causal positions count only the kept keys, which is not the
-    contract's ``j <= i + Sk - Sq`` over all key positions.
+    ``varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, causal=..., scale=..., **options)``
+    takes [T, H, D] tensors; ``options`` (window, softcap, alibi_slopes, sink, ...) are passed on as they are. Without
+    a mask the batch packs as sequences of equal length (a reshape), so every position stays where it was. With a
+    mask, the kept keys of batch element b form sequence b; masked keys get exactly zero gradient. What depends on
+    key positions (causal masking, a window, ALiBi) is refused with a mask: after dropping keys, the kernel's
+    positions count only the kept keys, which is not the contract's ``i + Sk - Sq - j`` over all key positions.
+    With ``return_lse`` the packed call returns ``(out, lse)`` with lse [H, T] (flash-attn's packed layout), given
+    back as [B, H, Sq].
     """
     batch, seqlen_q, heads_q, head_dim = q.shape
-    seqlen_k, heads_kv = k.shape[1], k.shape[2]
+    seqlen_k, heads_kv, head_dim_v = k.shape[1], k.shape[2], v.shape[3]
     device = q.device
+    if return_lse:
+        options["return_lse"] = True
     if key_padding_mask is None:
-        packed_k, packed_v = k.reshape(batch * seqlen_k, heads_kv, head_dim), v.reshape(batch * seqlen_k, heads_kv,
-                                                                                        head_dim)
+        packed_k = k.reshape(batch * seqlen_k, heads_kv, head_dim)
+        packed_v = v.reshape(batch * seqlen_k, heads_kv, head_dim_v)
         cu_seqlens_k = equal_cu_seqlens(batch, seqlen_k, device)
         max_seqlen_k = seqlen_k
     else:
-        if causal is not None:
+        positional = [name for name, value in (("causal masking", causal), ("a window", options.get("window")),
+                                               ("ALiBi", options.get("alibi_slopes"))) if value is not None]
+        if positional:
             raise NotImplementedError(
-                "causal masking together with a key-padding mask is not supported: the mask is applied by "
-                "dropping keys (unpad -> varlen), after which causal positions count only the kept keys"
+                f"{' and '.join(positional)} together with a key-padding mask is not supported: the mask is applied "
+                "by dropping keys (unpad -> varlen), after which key positions count only the kept keys"
             )
         lengths_k = key_padding_mask.sum(dim=1, dtype=torch.int32)
         cu_seqlens_k = torch.nn.functional.pad(torch.cumsum(lengths_k, 0, dtype=torch.int32), (1, 0))
         packed_k, packed_v = k[key_padding_mask], v[key_padding_mask]
         max_seqlen_k = int(lengths_k.max())
     cu_seqlens_q = equal_cu_seqlens(batch, seqlen_q, device)
-    out = varlen(q.reshape(batch * seqlen_q, heads_q, head_dim), packed_k, packed_v, cu_seqlens_q, cu_seqlens_k,
-                 seqlen_q, max_seqlen_k, causal=causal, scale=scale)
-    return out.reshape(batch, seqlen_q, heads_q, head_dim)
+    result = varlen(q.reshape(batch * seqlen_q, heads_q, head_dim), packed_k, packed_v, cu_seqlens_q, cu_seqlens_k,
+                    seqlen_q, max_seqlen_k, causal=causal, scale=scale, **options)
+    out, lse = result if return_lse else (result, None)
+    out = out.reshape(batch, seqlen_q, heads_q, head_dim_v)
+    if not return_lse:
+        return out
+    return out, lse.reshape(heads_q, batch, seqlen_q).transpose(0, 1)

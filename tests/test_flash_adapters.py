@@ -50,6 +50,33 @@ def test_dense_key_padding_with_causal_is_refused():
         dense_through_varlen(_reference_varlen, q, k, v, mask, causal="bottom_right")
 
 
+@pytest.mark.parametrize("option", [dict(window=(3, 0)), dict(alibi_slopes=torch.ones(2))], ids=["window", "alibi"])
+def test_dense_key_padding_with_positional_options_is_refused(option):
+    q, k, v = _inputs()
+    mask = torch.ones(3, 10, dtype=torch.bool)
+    with pytest.raises(NotImplementedError, match="key-padding mask"):
+        dense_through_varlen(_reference_varlen, q, k, v, mask, **option)
+
+
+def test_dense_lse_comes_back_from_the_packed_layout():
+    """The packed kernel's lse [H, T] becomes [B, H, Sq]: a stand-in that writes 1000 h + t at head h, token t."""
+    q, k, v = _inputs(batch=3, seqlen_q=7, heads_q=4)
+
+    def packed_with_lse(q, k, v, cu_q, cu_k, max_q, max_k, *, causal=None, scale=None, return_lse=False):
+        lse = 1000.0 * torch.arange(q.shape[1])[:, None] + torch.arange(q.shape[0])[None, :]
+        return _reference_varlen(q, k, v, cu_q, cu_k, max_q, max_k), lse
+
+    out, lse = dense_through_varlen(packed_with_lse, q, k, v, return_lse=True)
+    torch.testing.assert_close(out, reference_attention(q, k, v))
+    b, h, s = torch.meshgrid(torch.arange(3), torch.arange(4), torch.arange(7), indexing="ij")
+    assert torch.equal(lse, (1000.0 * h + b * 7 + s).to(lse.dtype))
+
+
+def test_flash_attn_options_map_the_canonical_window():
+    assert flash_attn2.flash_attn_options(window=(5, -1), softcap=2.0) == {"window_size": (5, -1), "softcap": 2.0}
+    assert flash_attn4.cute_options(window=(-1, 3)) == {"window_size": (None, 3)}  # cute: None is unbounded
+
+
 def _sig_2_10(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, *, is_causal=False, return_aux=None): ...
 
 
@@ -84,6 +111,16 @@ def test_varlen_signature_2_12_passes_enable_gqa():
     assert kwargs == {"enable_gqa": True}
 
 
+def test_varlen_signature_windows_intersect_with_causal():
+    sig = torch_varlen.VarlenSignature.of(_sig_2_12)
+    assert sig.window and sig.lse
+    assert sig.keywords(causal=False, scale=None, gqa=False, window=(4, 2)) == {"window_size": (4, 2)}
+    assert sig.keywords(causal=True, scale=None, gqa=False, window=(4, 2)) == {"window_size": (4, 0)}
+    assert sig.keywords(causal=True, scale=None, gqa=False, window=(4, -1)) == {"window_size": (4, 0)}
+    with pytest.raises(NotImplementedError, match="window_size"):
+        torch_varlen.VarlenSignature.of(_sig_2_10).keywords(causal=False, scale=None, gqa=False, window=(4, 2))
+
+
 def test_manifest_follows_the_installed_signature():
     caps = torch_varlen._capabilities()
     sig = torch_varlen._signature()
@@ -91,6 +128,7 @@ def test_manifest_follows_the_installed_signature():
         assert not caps.causal
     else:
         assert caps.gqa == sig.enable_gqa and caps.custom_scale == sig.scale
+        assert caps.window == sig.window and (caps.lse == "e") == sig.lse
         assert caps.causal == ({"bottom_right"} if sig.causal_keyword else set())
 
 

@@ -25,6 +25,7 @@ from attnconf.varlen import dense_through_varlen
 
 HALF = {torch.float16, torch.bfloat16}
 CANDIDATE_HEAD_DIMS = (32, 64, 128)
+EMPTY_ROW_LSE = float("inf")  # flash-attn 2's lse of a row that sees no key
 INSTALL_HINT = (
     "flash-attn is not installed: pip install flash-attn --no-build-isolation (a CUDA build from source; "
     "offline GPU machines: scripts/flash_attn_build_offline.sh)"
@@ -82,36 +83,77 @@ def _available() -> str | None:
     return None
 
 
+def build_has_features() -> bool:
+    """Whether the installed build has sliding windows, softcapping and ALiBi: every ordinary installation does; an
+    offline build with ``features=core`` was compiled without them (its entry points raise for them)."""
+    return build_record().get("features", "full") != "core"
+
+
+def flash_attn_options(*, window=None, softcap=None, alibi_slopes=None) -> dict:
+    """The canonical options as flash-attn 2 keywords: ``window_size`` is the same (left, right) pair, -1 unbounded,
+    aligned bottom-right (flash-attn is where the WINDOW contract's convention comes from)."""
+    options = {}
+    if window is not None:
+        options["window_size"] = tuple(window)
+    if softcap is not None:
+        options["softcap"] = softcap
+    if alibi_slopes is not None:
+        options["alibi_slopes"] = alibi_slopes
+    return options
+
+
 def flash_attn2_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, *, causal=None,
-                       scale=None):
-    """Packed call: flash_attn_varlen_func on [T, H, D]."""
+                       scale=None, window=None, softcap=None, alibi_slopes=None, return_lse=False):
+    """Packed call: flash_attn_varlen_func on [T, H, D]; with ``return_lse``, (out, lse [H, T])."""
     check_packed_call(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, supported_head_dims())
     if q.shape[0] == 0 or k.shape[0] == 0:
-        return q * 0  # nothing to attend to (or no query): rows of 0, and dQ = 0; the kernel takes no empty tensor
-    return _flash_attn().flash_attn_varlen_func(
+        # nothing to attend to (or no query): rows of 0, and dQ = 0; the kernel takes no empty tensor
+        empty = torch.full((q.shape[1], q.shape[0]), EMPTY_ROW_LSE, device=q.device)
+        return (q * 0, empty) if return_lse else q * 0
+    result = _flash_attn().flash_attn_varlen_func(
         q, k, v, cu_seqlens_q, cu_seqlens_k, max(max_seqlen_q, 1), max(max_seqlen_k, 1),
-        softmax_scale=scale, causal=causal is not None,
+        softmax_scale=scale, causal=causal is not None, return_attn_probs=return_lse,
+        **flash_attn_options(window=window, softcap=softcap, alibi_slopes=alibi_slopes),
     )
+    return result[:2] if return_lse else result
 
 
-def flash_attn2_dense(q, k, v, *, key_padding_mask=None, causal=None, scale=None):
+def flash_attn2_dense(q, k, v, *, key_padding_mask=None, causal=None, scale=None, window=None, softcap=None,
+                      alibi_slopes=None, return_lse=False):
     """Dense call: flash_attn_func, or unpad -> flash_attn_varlen_func -> pad with a key-padding mask."""
     check_dense_inputs(q, k, v, key_padding_mask, head_dims=supported_head_dims())
+    options = flash_attn_options(window=window, softcap=softcap, alibi_slopes=alibi_slopes)
     if key_padding_mask is not None:
-        return dense_through_varlen(flash_attn2_varlen, q, k, v, key_padding_mask, causal=causal, scale=scale)
-    return _flash_attn().flash_attn_func(q, k, v, softmax_scale=scale, causal=causal is not None)
+        return dense_through_varlen(flash_attn2_varlen, q, k, v, key_padding_mask, causal=causal, scale=scale,
+                                    window=window, softcap=softcap, alibi_slopes=alibi_slopes, return_lse=return_lse)
+    result = _flash_attn().flash_attn_func(q, k, v, softmax_scale=scale, causal=causal is not None,
+                                           return_attn_probs=return_lse, **options)
+    return result[:2] if return_lse else result
+
+
+def flash_attn2_kvcache(q, k_cache, v_cache, cache_seqlens, *, block_table=None, causal=None, scale=None):
+    """Decoding: flash_attn_with_kvcache, causal aligned to each sequence's cache end."""
+    return _flash_attn().flash_attn_with_kvcache(q, k_cache, v_cache, cache_seqlens=cache_seqlens,
+                                                 block_table=block_table, softmax_scale=scale,
+                                                 causal=causal is not None)
 
 
 def _capabilities() -> Capabilities:
     version = installed_version("flash-attn")
     record = build_record()
+    features = build_has_features()
     build = (f" (offline build: head dims {record.get('head_dims')}, sm{record.get('cuda_archs')}, features "
              f"{record.get('features')}, nvcc {record.get('nvcc')}, torch {record.get('torch')})" if record else "")
     return Capabilities(
         devices={"cuda"}, dtypes=HALF, head_dims=supported_head_dims(), causal={BOTTOM_RIGHT},
         key_padding_mask=True, mask_with_causal=False, varlen=True, gqa=True, backward=True, memory_efficient=True,
+        window=features, softcap=features, alibi=features, lse="e", lse_empty_row=EMPTY_ROW_LSE, kvcache=True,
         notes=(f"flash-attn {version or 'not installed'}{build}; causal is bottom-right aligned only; key padding "
-               "drops the hidden keys (unpad -> varlen -> pad), so causal + key padding is refused; backward "
+               "drops the hidden keys (unpad -> varlen -> pad), so causal, a window or ALiBi with key padding is "
+               "refused; window, softcap and ALiBi "
+               + ("declared" if features else "not declared: this build was compiled without them")
+               + "; the lse of a row with no key is +inf; the paged cache is not declared: flash_attn_with_kvcache "
+               "takes pages of a multiple of 256 tokens only (the PAGED tests use 4, 5 and 16); backward "
                "accumulates dQ with atomics: not deterministic"),
     )
 
@@ -121,6 +163,7 @@ register(
         name="flash-attn2",
         forward=flash_attn2_dense,
         varlen_forward=flash_attn2_varlen,
+        kvcache_forward=flash_attn2_kvcache,
         capabilities=_capabilities(),
         available=_available,
         description="flash-attn 2: flash_attn_func / flash_attn_varlen_func",

@@ -51,25 +51,51 @@ def _available() -> str | None:
     return None
 
 
+def cute_options(*, window=None, softcap=None, sink=None) -> dict:
+    """The canonical options as flash_attn.cute keywords: ``window_size`` takes None, not -1, for an unbounded
+    side; ``learnable_sink`` is the sink logit per query head."""
+    options = {}
+    if window is not None:
+        options["window_size"] = tuple(None if side == -1 else side for side in window)
+    if softcap is not None:
+        options["softcap"] = softcap
+    if sink is not None:
+        options["learnable_sink"] = sink
+    return options
+
+
 def flash_attn4_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, *, causal=None,
-                       scale=None):
-    """Packed call: flash_attn.cute.flash_attn_varlen_func on [T, H, D], every option by keyword."""
-    check_packed_call(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, HEAD_DIMS)
+                       scale=None, window=None, softcap=None, sink=None, return_lse=False):
+    """Packed call: flash_attn.cute.flash_attn_varlen_func on [T, H, D], every option by keyword; with
+    ``return_lse``, (out, lse [H, T])."""
+    check_packed_call(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, HEAD_DIMS, HEAD_DIMS)
     if q.shape[0] == 0 or k.shape[0] == 0:
-        return q * 0  # nothing to attend to (or no query): rows of 0, and dQ = 0
-    out, _lse = _cute().flash_attn_varlen_func(
+        return (q * 0, torch.full((q.shape[1], q.shape[0]), float("-inf"), device=q.device)) if return_lse else q * 0
+    out, lse = _cute().flash_attn_varlen_func(
         q, k, v, cu_seqlens_q=cu_seqlens_q, cu_seqlens_k=cu_seqlens_k, max_seqlen_q=max(max_seqlen_q, 1),
-        max_seqlen_k=max(max_seqlen_k, 1), softmax_scale=scale, causal=causal is not None,
+        max_seqlen_k=max(max_seqlen_k, 1), softmax_scale=scale, causal=causal is not None, return_lse=return_lse,
+        **cute_options(window=window, softcap=softcap, sink=sink),
     )
-    return out
+    return (out, lse) if return_lse else out
 
 
-def flash_attn4_dense(q, k, v, *, key_padding_mask=None, causal=None, scale=None):
+def flash_attn4_dense(q, k, v, *, key_padding_mask=None, causal=None, scale=None, window=None, softcap=None,
+                      sink=None, return_lse=False):
     """Dense call: flash_attn.cute.flash_attn_func, or unpad -> varlen -> pad with a key-padding mask."""
-    check_dense_inputs(q, k, v, key_padding_mask, head_dims=HEAD_DIMS)
+    check_dense_inputs(q, k, v, key_padding_mask, head_dims=HEAD_DIMS, head_dims_v=HEAD_DIMS)
     if key_padding_mask is not None:
-        return dense_through_varlen(flash_attn4_varlen, q, k, v, key_padding_mask, causal=causal, scale=scale)
-    out, _lse = _cute().flash_attn_func(q, k, v, softmax_scale=scale, causal=causal is not None)
+        return dense_through_varlen(flash_attn4_varlen, q, k, v, key_padding_mask, causal=causal, scale=scale,
+                                    window=window, softcap=softcap, sink=sink, return_lse=return_lse)
+    out, lse = _cute().flash_attn_func(q, k, v, softmax_scale=scale, causal=causal is not None,
+                                       return_lse=return_lse, **cute_options(window=window, softcap=softcap, sink=sink))
+    return (out, lse) if return_lse else out
+
+
+def flash_attn4_kvcache(q, k_cache, v_cache, cache_seqlens, *, block_table=None, causal=None, scale=None):
+    """Decoding: flash_attn_varlen_func with batched q and cache, ``seqused_k`` the cache lengths and the block
+    table as ``page_table``."""
+    out, _lse = _cute().flash_attn_varlen_func(q, k_cache, v_cache, seqused_k=cache_seqlens, page_table=block_table,
+                                               softmax_scale=scale, causal=causal is not None)
     return out
 
 
@@ -78,11 +104,14 @@ register(
         name="flash-attn4",
         forward=flash_attn4_dense,
         varlen_forward=flash_attn4_varlen,
+        kvcache_forward=flash_attn4_kvcache,
         capabilities=Capabilities(
-            devices={"cuda"}, dtypes=HALF, head_dims=HEAD_DIMS, causal={BOTTOM_RIGHT}, key_padding_mask=True, mask_with_causal=False,
-            varlen=True, gqa=True, backward=True, memory_efficient=True,
+            devices={"cuda"}, dtypes=HALF, head_dims=HEAD_DIMS, head_dims_v=HEAD_DIMS, causal={BOTTOM_RIGHT},
+            key_padding_mask=True, mask_with_causal=False, varlen=True, gqa=True, window=True, softcap=True,
+            sink=True, lse="e", kvcache=True, paged=True, backward=True, memory_efficient=True,
             notes=(f"flash-attn-4 {installed_version('flash-attn-4') or 'not installed'}; causal is bottom-right "
-                   "aligned only; key padding drops the hidden keys, so causal + key padding is refused; "
+                   "aligned only; key padding drops the hidden keys, so causal, a window or ALiBi with key padding "
+                   "is refused; no ALiBi (no slopes argument); "
                    "kernels JIT-compile per configuration on first use; not declared deterministic (default "
                    "backward)"),
         ),
