@@ -11,6 +11,10 @@
 #
 #   device tool: run(command="ATTNCONF_COMMIT=$(git rev-parse --short HEAD) bash scripts/gpu_matrix.sh",
 #                    carry=[".carry/fa2", ".carry/fa4"], timeout_s=600)
+# Where the working tree and flash-attn 4's archive do not fit one carry, carry it in two parts (scripts/gpu_site.sh):
+# run(command="cp .carry/fa4p/a /tmp/fa4-part-a", carry=[".carry/fa4p/a"]) and at once after it the run above with
+# carry=[".carry/fa2", ".carry/fa4p/b"]. A carried flash-attn 2 build (.carry/fa2/flash-attn-site.tar.xz) is used
+# as it is, without building.
 #
 # Knobs: TOTAL (seconds for the whole script, default 570), WORKERS_A / WORKERS_B / WORKERS_C (pytest-xdist
 # workers, default 6 / 5 / 4: on an H100, 6 workers of the other implementations used 50 GiB of GPU memory and

@@ -2,11 +2,9 @@
 # Issue 16's peer table, dense and packed, in one saved run of the benchmark suite (--bench-set peers,
 # SAVE=peers-packed): triton-flash, cuDNN, flash-attn 4 and 2, SDPA flash, flex-compiled and torch-varlen
 # (IMPLS overrides the list). flash-attn 4's archive (53 MiB) and the working tree (18 MiB) do not fit one 64 MiB
-# carry: split it here (cd .carry/fa4p && split -b 30M -a 1 ../fa4/fa4-site.tar.xz ""), carry part a in one call
-# that copies it to /tmp (cp .carry/fa4p/a /tmp/fa4-part-a, with whatever else that call does, e.g. building
-# flash-attn 2 into /tmp/fa2-out: FA2_OUT=/tmp/fa2-out bash scripts/flash_attn_build_offline.sh build), and part b
-# in this call, made at once after it, on the same, still warm machine; or carry .carry/fa4 and .carry/fa2 whole
-# where they fit. Without them the run goes on without those implementations, and site.txt says so.
+# carry: scripts/gpu_site.sh says how to carry it in two parts (the first call may also build flash-attn 2 into
+# /tmp/fa2-out: FA2_OUT=/tmp/fa2-out bash scripts/flash_attn_build_offline.sh build). Without them the run goes on
+# without those implementations, and site.txt says so.
 # The committed table (reports/peers/nvidia-h200-torch2.11.0.md) was made by this script at 71afcfc, whose run held
 # triton-flash with TMA loads (notes/triton-kernel.md, version 5, dropped) and the kept kernel as
 # triton-flash-pointer.
@@ -18,16 +16,6 @@ cd "$(dirname "$0")/.."
 start=$SECONDS
 out=${OUT:-/tmp/gpu_peers}
 mkdir -p "$out" .carry/fa4 .carry/fa2
-if [ ! -f .carry/fa4/fa4-site.tar.xz ]; then
-  parts=(/tmp/fa4-part-* .carry/fa4p/*)
-  have=$(for p in "${parts[@]}"; do [ -f "$p" ] && basename "$p" | sed 's/^fa4-part-//'; done | sort -u | tr '\n' ' ')
-  echo "flash-attn 4 archive parts found: $have" | tee "$out/site.txt"
-  if [ "$have" = "a b " ]; then
-    cat "$(ls /tmp/fa4-part-a .carry/fa4p/a 2>/dev/null | head -1)" "$(ls /tmp/fa4-part-b .carry/fa4p/b 2>/dev/null \
-      | head -1)" > .carry/fa4/fa4-site.tar.xz
-    echo "sha256 $(sha256sum .carry/fa4/fa4-site.tar.xz | cut -c1-16) (expected ${FA4_SHA256:-?})" | tee -a "$out/site.txt"
-  fi
-fi
 if [ ! -f .carry/fa2/flash-attn-site.tar.xz ] && [ -f /tmp/fa2-out/flash-attn-site.tar.xz ]; then
   cp /tmp/fa2-out/flash-attn-site.tar.xz .carry/fa2/
 fi
