@@ -6,8 +6,9 @@ Its signature changed across releases, so the call is built from what the instal
   ``scale``;
 - 2.12: ``enable_gqa``; earlier releases take no grouped-query heads, so GQA is declared only from there.
 A sliding window is the same ``window_size`` pair (declared where it exists; causal masking is its right side
-clamped to 0), and the lse comes back through ``return_aux=AuxRequest(lse=True)`` as [T, H] (declared where
-``return_aux`` exists).
+clamped to 0), and the lse comes back through ``return_aux=AuxRequest(lse=True)`` (declared where ``return_aux``
+exists) as [H, T]: its docstring (2.11 to 2.13) says (T_q, H_q), but the tensor is the kernel's (num_heads, total_q)
+(measured on an H200 with torch 2.11; torch's own code comments say the same).
 The kernel is FlashAttention's, so causal masking is bottom-right aligned. Dense batches go through the packed
 call (``dense_through_varlen``): equal lengths without a mask, the kept keys of each batch element with one.
 """
@@ -122,10 +123,7 @@ def torch_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k
         return (q * 0, torch.full((q.shape[1], q.shape[0]), float("-inf"), device=q.device)) if return_lse else q * 0
     result = _varlen_attn()(q, k, v, cu_seqlens_q, cu_seqlens_k, max(max_seqlen_q, 1), max(max_seqlen_k, 1),
                             **kwargs)
-    if not return_lse:
-        return result
-    out, lse = result
-    return out, lse.transpose(0, 1)  # varlen_attn's [T, H] to the packed [H, T] of flash-attn
+    return result  # with return_lse: (out, lse [H, T])
 
 
 def torch_varlen_dense(q, k, v, *, key_padding_mask=None, causal=None, scale=None, window=None, return_lse=False):
