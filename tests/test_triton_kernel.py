@@ -9,11 +9,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-pytest.importorskip("triton")
+triton = pytest.importorskip("triton")
+tl = pytest.importorskip("triton.language")
 
 from attnconf.checks import check_dense, check_varlen  # noqa: E402
 from attnconf.inputs import DenseCase, VarlenCase, make_dense_inputs  # noqa: E402
-from attnconf.impls import triton_flash  # noqa: E402
+from attnconf.impls import _triton_kernels, triton_flash  # noqa: E402
 
 reason = triton_flash.IMPLEMENTATION.unavailable_reason()
 pytestmark = pytest.mark.skipif(reason is not None, reason=str(reason))
@@ -117,6 +118,69 @@ def test_window_is_validated():
     for bad in ((1,), (2, -2), (1.5, 2), "1,2"):
         with pytest.raises(ValueError, match="window"):
             triton_flash.flash_attention(inputs.q, inputs.k, inputs.v, window=bad)
+
+
+@triton.jit
+def tanh_kernel(X, T, S, N: tl.constexpr):
+    offs = tl.arange(0, N)
+    t, slope = _triton_kernels._tanh_and_slope(tl.load(X + offs))
+    tl.store(T + offs, t)
+    tl.store(S + offs, slope)
+
+
+def test_tanh_and_slope_are_accurate_everywhere():
+    """The kernels' own tanh (libdevice has none under the interpreter) and its slope 1 - tanh^2, against float64,
+    across the switch between the polynomial (|x| < 1/4) and the exponential form, and where both saturate."""
+    x = torch.cat([torch.linspace(-0.3, 0.3, 2048), torch.linspace(-30, 30, 2048)]).to(DEVICE)
+    t, slope = torch.empty_like(x), torch.empty_like(x)
+    tanh_kernel[(1,)](x, t, slope, N=x.numel())
+    exact = torch.tanh(x.double())
+    eps = torch.finfo(torch.float32).eps
+    assert ((t.double() - exact).abs() <= 4 * eps * exact.abs()).all()
+    exact_slope = torch.cosh(x.double()) ** -2  # 1 - tanh^2, which float64 would round to 0 for |x| > 19
+    # the slope's condition number is 2|x tanh x|: far out, rounding exp's argument alone costs that many units
+    assert ((slope.double() - exact_slope).abs() <= (4 + 2 * x.double().abs()) * eps * exact_slope).all()
+
+
+# Softcap on top of the loops' phases (window edges, causal diagonal) and across block boundaries, dense and packed
+@pytest.mark.parametrize("shape,window,causal", [((130, 130), None, "top_left"), ((70, 200), (5, 65), None),
+                                                 ((200, 70), (-1, 70), "bottom_right")], ids=str)
+def test_softcap_across_block_boundaries(shape, window, causal):
+    case = DenseCase(batch=1, seqlen_q=shape[0], seqlen_k=shape[1], heads_q=2, heads_kv=1, head_dim=32, dtype=DTYPE,
+                     causal=causal, window=window, softcap=2.0, magnitude=3.0, backward=True)
+    check_dense(triton_flash.IMPLEMENTATION, case, DEVICE, torch.Generator().manual_seed(8))
+
+
+def test_softcap_in_packed_batches_equals_each_sequence_alone():
+    """No conformance contract packs a softcapped batch: here the packed call must give each sequence's dense result
+    (same tiles from each sequence's first row, so the same numbers), outputs and gradients."""
+    g = torch.Generator().manual_seed(9)
+    lengths_q, lengths_k = (130, 1, 70), (70, 65, 130)
+    q, k, v = (torch.randn(sum(lens), 2, 32, generator=g).mul(3).to(DEVICE, DTYPE)
+               for lens in (lengths_q, lengths_k, lengths_k))
+    dout = torch.randn_like(q)
+    cu = [torch.tensor([0, *torch.tensor(lens).cumsum(0).tolist()], dtype=torch.int32, device=DEVICE)
+          for lens in (lengths_q, lengths_k)]
+    leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+    out = triton_flash.flash_attention_varlen(*leaves, *cu, max(lengths_q), max(lengths_k), causal="bottom_right",
+                                              softcap=1.5)
+    out.backward(dout)
+    for b in range(len(lengths_q)):
+        rows = slice(int(cu[0][b]), int(cu[0][b + 1]))
+        keys = slice(int(cu[1][b]), int(cu[1][b + 1]))
+        alone = [t[idx].unsqueeze(0).clone().requires_grad_() for t, idx in ((q, rows), (k, keys), (v, keys))]
+        dense_out = triton_flash.flash_attention(*alone, causal="bottom_right", softcap=1.5)
+        dense_out.backward(dout[rows].unsqueeze(0))
+        torch.testing.assert_close(out[rows], dense_out[0], rtol=1e-6, atol=1e-6)
+        for packed, dense, idx in zip(leaves, alone, (rows, keys, keys)):
+            torch.testing.assert_close(packed.grad[idx], dense.grad[0], rtol=1e-6, atol=1e-6)
+
+
+def test_softcap_is_validated():
+    inputs = _case_inputs(DenseCase())
+    for bad in (0.0, -1.0, float("inf"), float("nan"), True, "2"):
+        with pytest.raises(ValueError, match="softcap"):
+            triton_flash.flash_attention(inputs.q, inputs.k, inputs.v, softcap=bad)
 
 
 # Measured on an H100 (torch 2.11, triton 3.6, 2026-11-21): in bfloat16 the dK/dV kernel's 64x64 tiles (4 warps)

@@ -22,6 +22,8 @@ Conventions shared by all kernels:
 - a sliding window (``HAS_WINDOW``; ``left``, ``right`` >= 0, the wrapper turns an unbounded side into one longer
   than any sequence) also hides key ``j`` from row ``i`` unless ``i + woff - left <= j <= i + woff + right``, with
   ``woff = Sk - Sq`` of the sequence (bottom-right, as flash-attn's ``window_size``), on top of the other rules;
+- a softcap (``HAS_SOFTCAP``) turns each scaled score ``z`` into ``cap * tanh(z / cap)`` before any masking (the
+  base-2 score is that times log2(e)); the backward multiplies dS by its slope ``1 - tanh^2(z / cap)``;
 - loops over key (or query) blocks run in up to three phases: blocks every row of the tile sees in full, without
   any visibility arithmetic, and before and after them the blocks on the window's left edge, on the causal diagonal,
   on the window's right edge or at the sequence end, with it. Blocks no row of the tile sees are not visited.
@@ -53,6 +55,42 @@ def _dot(a, b, UPCAST: tl.constexpr, PRECISION: tl.constexpr):
         a = a.to(tl.float32)
         b = b.to(tl.float32)
     return tl.dot(a, b, input_precision=PRECISION)
+
+
+@triton.jit
+def _tanh_and_slope(x):
+    """tanh(x) and its derivative 1 - tanh(x)^2, both to float32 rounding for every x.
+
+    Written with exp2 (libdevice's tanh does not exist under the interpreter). Near 0, 1 - exp(-2|x|) would cancel,
+    so |x| < 1/4 takes the odd Taylor polynomial (its first left-out term is below 1e-8 of tanh there); elsewhere
+    tanh = (1 - e) / (1 + e) with e = exp(-2|x|), and the slope is 4e / (1 + e)^2, which does not cancel near
+    tanh = 1 as 1 - tanh^2 would.
+    """
+    magnitude = tl.abs(x)
+    e = tl.exp2(magnitude * -2.8853900817779268)  # exp(-2|x|) = 2^(-2 |x| log2(e))
+    x2 = x * x
+    small = x * (1.0 + x2 * (-0.3333333333333333 + x2 * (0.13333333333333333 + x2 * (-0.05396825396825397
+                                                                                    + x2 * 0.021869488536155203))))
+    large = (1.0 - e) / (1.0 + e)
+    near_zero = magnitude < 0.25
+    t = tl.where(near_zero, small, tl.where(x < 0, -large, large))
+    slope = tl.where(near_zero, 1.0 - t * t, 4.0 * e / ((1.0 + e) * (1.0 + e)))
+    return t, slope
+
+
+@triton.jit
+def _scores(q, k_t, qk_scale, softcap_scale, UPCAST: tl.constexpr, PRECISION: tl.constexpr,
+            HAS_SOFTCAP: tl.constexpr):
+    """The base-2 scores of a tile and d(score)/d(scaled score) for the backward (1 without a softcap).
+
+    Without a softcap, ``qk_scale`` is scale * log2(e). With one, ``softcap_scale`` is scale / cap and ``qk_scale``
+    cap * log2(e): ``cap * tanh(scale * q.k / cap)`` in base 2."""
+    qk = _dot(q, k_t, UPCAST, PRECISION)
+    if HAS_SOFTCAP:
+        t, slope = _tanh_and_slope(qk * softcap_scale)
+        return t * qk_scale, slope
+    else:
+        return qk * qk_scale, 1.0
 
 
 @triton.jit
@@ -135,17 +173,17 @@ def _key_block_visibility(s, rows, cols, seqlen_k, diag, kpm_row, stride_mask_s,
 
 @triton.jit
 def _forward_key_blocks(acc, row_sum, row_max, q, k_base, v_base, kpm_row, rows, offs_n, offs_d,
-                        stride_k_s, stride_v_s, stride_mask_s, lo, hi, seqlen_k, diag, qk_scale,
+                        stride_k_s, stride_v_s, stride_mask_s, lo, hi, seqlen_k, diag, qk_scale, softcap_scale,
                         woff, win_left, win_right,
                         BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr,
                         MASKED: tl.constexpr, UPCAST: tl.constexpr, PRECISION: tl.constexpr,
-                        HAS_WINDOW: tl.constexpr):
+                        HAS_WINDOW: tl.constexpr, HAS_SOFTCAP: tl.constexpr):
     """Online softmax over key blocks [lo, hi): rescale the running sum and output whenever the max grows."""
     for start_n in range(lo, hi, BLOCK_N):
         cols = start_n + offs_n
         in_seq = cols < seqlen_k
         k_t = tl.load(k_base + cols[None, :] * stride_k_s + offs_d[:, None], mask=in_seq[None, :], other=0.0)
-        s = _dot(q, k_t, UPCAST, PRECISION) * qk_scale
+        s, _slope = _scores(q, k_t, qk_scale, softcap_scale, UPCAST, PRECISION, HAS_SOFTCAP)
         s = _key_block_visibility(s, rows, cols, seqlen_k, diag, kpm_row, stride_mask_s, woff, win_left, win_right,
                                   CAUSAL, HAS_KPM, MASKED, HAS_WINDOW)
         new_max = tl.maximum(row_max, tl.max(s, 1))
@@ -169,10 +207,10 @@ def attention_forward_kernel(
     stride_o_b, stride_o_s, stride_o_h,
     stride_lse_b, stride_lse_h, stride_lse_part,
     stride_mask_b, stride_mask_s,
-    seqlen_q, seqlen_k, group, qk_scale, bottom_right, win_left, win_right,
+    seqlen_q, seqlen_k, group, qk_scale, softcap_scale, bottom_right, win_left, win_right,
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, IS_VARLEN: tl.constexpr,
-    UPCAST: tl.constexpr, PRECISION: tl.constexpr, HAS_WINDOW: tl.constexpr,
+    UPCAST: tl.constexpr, PRECISION: tl.constexpr, HAS_WINDOW: tl.constexpr, HAS_SOFTCAP: tl.constexpr,
 ):
     """One program: BLOCK_M query rows of one head of one sequence. Writes O and the two-part log-sum-exp."""
     pid_m, head, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
@@ -204,16 +242,16 @@ def attention_forward_kernel(
     if HAS_WINDOW:  # the window's left edge (blocks some rows see in part)
         acc, row_sum, row_max = _forward_key_blocks(
             acc, row_sum, row_max, q, k_base, v_base, kpm_row, rows, offs_n, offs_d, stride_k_s, stride_v_s,
-            stride_mask_s, lo, tl.minimum(full_lo, hi), len_k, diag, qk_scale, woff, win_left, win_right, BLOCK_N,
-            CAUSAL, HAS_KPM, True, UPCAST, PRECISION, HAS_WINDOW)
+            stride_mask_s, lo, tl.minimum(full_lo, hi), len_k, diag, qk_scale, softcap_scale, woff, win_left,
+            win_right, BLOCK_N, CAUSAL, HAS_KPM, True, UPCAST, PRECISION, HAS_WINDOW, HAS_SOFTCAP)
     acc, row_sum, row_max = _forward_key_blocks(
         acc, row_sum, row_max, q, k_base, v_base, kpm_row, rows, offs_n, offs_d, stride_k_s, stride_v_s,
-        stride_mask_s, full_lo, full_hi, len_k, diag, qk_scale, woff, win_left, win_right, BLOCK_N, CAUSAL,
-        HAS_KPM, False, UPCAST, PRECISION, HAS_WINDOW)
+        stride_mask_s, full_lo, full_hi, len_k, diag, qk_scale, softcap_scale, woff, win_left, win_right, BLOCK_N,
+        CAUSAL, HAS_KPM, False, UPCAST, PRECISION, HAS_WINDOW, HAS_SOFTCAP)
     acc, row_sum, row_max = _forward_key_blocks(
         acc, row_sum, row_max, q, k_base, v_base, kpm_row, rows, offs_n, offs_d, stride_k_s, stride_v_s,
-        stride_mask_s, tl.maximum(full_hi, full_lo), hi, len_k, diag, qk_scale, woff, win_left, win_right, BLOCK_N,
-        CAUSAL, HAS_KPM, True, UPCAST, PRECISION, HAS_WINDOW)
+        stride_mask_s, tl.maximum(full_hi, full_lo), hi, len_k, diag, qk_scale, softcap_scale, woff, win_left,
+        win_right, BLOCK_N, CAUSAL, HAS_KPM, True, UPCAST, PRECISION, HAS_WINDOW, HAS_SOFTCAP)
 
     seen = row_sum > 0
     out = acc / tl.where(seen, row_sum, 1.0)[:, None]
@@ -258,10 +296,11 @@ def attention_backward_preprocess_kernel(
 
 @triton.jit
 def _dkdv_query_blocks(dk, dv, k_t, v_t, q_base, do_base, lse_base, delta_base, keep, cols, offs_m, offs_d,
-                       stride_q_s, stride_do_s, stride_lse_part, lo, hi, len_q, diag, qk_scale,
+                       stride_q_s, stride_do_s, stride_lse_part, lo, hi, len_q, diag, qk_scale, softcap_scale,
                        woff, win_left, win_right,
                        BLOCK_M: tl.constexpr, CAUSAL_MASK: tl.constexpr, HAS_KPM: tl.constexpr,
-                       UPCAST: tl.constexpr, PRECISION: tl.constexpr, WINDOW_MASK: tl.constexpr):
+                       UPCAST: tl.constexpr, PRECISION: tl.constexpr, WINDOW_MASK: tl.constexpr,
+                       HAS_SOFTCAP: tl.constexpr):
     """Accumulate one head's contributions to dK and dV of one key tile over query blocks [lo, hi).
 
     Scores are recomputed exactly as the forward computed them (q times transposed k, same operand roles), so the
@@ -275,7 +314,7 @@ def _dkdv_query_blocks(dk, dv, k_t, v_t, q_base, do_base, lse_base, delta_base, 
         q = tl.load(q_base + rows[:, None] * stride_q_s + offs_d[None, :], mask=in_seq[:, None], other=0.0)
         row_max = tl.load(lse_base + rows, mask=in_seq, other=0.0)
         log_sum = tl.load(lse_base + stride_lse_part + rows, mask=in_seq, other=float("inf"))
-        s = _dot(q, k_t, UPCAST, PRECISION) * qk_scale
+        s, slope = _scores(q, k_t, qk_scale, softcap_scale, UPCAST, PRECISION, HAS_SOFTCAP)
         if CAUSAL_MASK:
             s = tl.where(cols[None, :] <= rows[:, None] + diag, s, float("-inf"))
         if WINDOW_MASK:
@@ -289,6 +328,8 @@ def _dkdv_query_blocks(dk, dv, k_t, v_t, q_base, do_base, lse_base, delta_base, 
         delta = tl.load(delta_base + rows, mask=in_seq, other=0.0)
         dp = _dot(do, v_t, UPCAST, PRECISION)
         ds = _softmax_grad(p, dp, delta)
+        if HAS_SOFTCAP:  # through cap * tanh(s / cap)
+            ds = ds * slope
         dk += _dot(tl.trans(ds.to(q.dtype)), q, UPCAST, PRECISION)
     return dk, dv
 
@@ -311,10 +352,10 @@ def attention_backward_dkdv_kernel(
     stride_dv_b, stride_dv_s, stride_dv_h,
     stride_lse_b, stride_lse_h, stride_lse_part,
     stride_mask_b, stride_mask_s,
-    seqlen_q, seqlen_k, group, qk_scale, sm_scale, bottom_right, win_left, win_right,
+    seqlen_q, seqlen_k, group, qk_scale, softcap_scale, sm_scale, bottom_right, win_left, win_right,
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, IS_VARLEN: tl.constexpr,
-    UPCAST: tl.constexpr, PRECISION: tl.constexpr, HAS_WINDOW: tl.constexpr,
+    UPCAST: tl.constexpr, PRECISION: tl.constexpr, HAS_WINDOW: tl.constexpr, HAS_SOFTCAP: tl.constexpr,
 ):
     """One program: dK and dV of BLOCK_N keys of one kv head, summed over the query heads of its group.
 
@@ -369,17 +410,18 @@ def attention_backward_dkdv_kernel(
         delta_base = DELTA + b64 * stride_lse_b + head * stride_lse_h + q_start
         dk, dv = _dkdv_query_blocks(dk, dv, k_t, v_t, q_base, do_base, lse_base, delta_base, keep, cols, offs_m,
                                     offs_d, stride_q_s, stride_do_s, stride_lse_part, lo, tl.minimum(full_lo, hi),
-                                    len_q, diag, qk_scale, woff, win_left, win_right,
-                                    BLOCK_M, CAUSAL, HAS_KPM, UPCAST, PRECISION, HAS_WINDOW)
+                                    len_q, diag, qk_scale, softcap_scale, woff, win_left, win_right,
+                                    BLOCK_M, CAUSAL, HAS_KPM, UPCAST, PRECISION, HAS_WINDOW, HAS_SOFTCAP)
         dk, dv = _dkdv_query_blocks(dk, dv, k_t, v_t, q_base, do_base, lse_base, delta_base, keep, cols, offs_m,
                                     offs_d, stride_q_s, stride_do_s, stride_lse_part, full_lo, full_hi,
-                                    len_q, diag, qk_scale, woff, win_left, win_right,
-                                    BLOCK_M, False, HAS_KPM, UPCAST, PRECISION, False)
+                                    len_q, diag, qk_scale, softcap_scale, woff, win_left, win_right,
+                                    BLOCK_M, False, HAS_KPM, UPCAST, PRECISION, False, HAS_SOFTCAP)
         if HAS_WINDOW:  # the rows past the window's left edge of the tile's first key
             dk, dv = _dkdv_query_blocks(dk, dv, k_t, v_t, q_base, do_base, lse_base, delta_base, keep, cols, offs_m,
                                         offs_d, stride_q_s, stride_do_s, stride_lse_part,
-                                        tl.maximum(full_hi, full_lo), hi, len_q, diag, qk_scale, woff, win_left,
-                                        win_right, BLOCK_M, CAUSAL, HAS_KPM, UPCAST, PRECISION, HAS_WINDOW)
+                                        tl.maximum(full_hi, full_lo), hi, len_q, diag, qk_scale, softcap_scale, woff,
+                                        win_left, win_right, BLOCK_M, CAUSAL, HAS_KPM, UPCAST, PRECISION,
+                                        HAS_WINDOW, HAS_SOFTCAP)
 
     dk_base = DK + b64 * stride_dk_b + k_start * stride_dk_s + kv_head * stride_dk_h
     dv_base = DV + b64 * stride_dv_b + k_start * stride_dv_s + kv_head * stride_dv_h
@@ -391,9 +433,11 @@ def attention_backward_dkdv_kernel(
 
 @triton.jit
 def _dq_key_blocks(dq, q, do, row_max, log_sum, delta, k_base, v_base, kpm_row, rows, offs_n, offs_d,
-                   stride_k_s, stride_v_s, stride_mask_s, lo, hi, len_k, diag, qk_scale, woff, win_left, win_right,
+                   stride_k_s, stride_v_s, stride_mask_s, lo, hi, len_k, diag, qk_scale, softcap_scale, woff,
+                   win_left, win_right,
                    BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, MASKED: tl.constexpr,
-                   UPCAST: tl.constexpr, PRECISION: tl.constexpr, HAS_WINDOW: tl.constexpr):
+                   UPCAST: tl.constexpr, PRECISION: tl.constexpr, HAS_WINDOW: tl.constexpr,
+                   HAS_SOFTCAP: tl.constexpr):
     """Accumulate dQ of one query tile over key blocks [lo, hi): dQ += dS K with dS = P * (dP - delta)."""
     for start_n in range(lo, hi, BLOCK_N):
         cols = start_n + offs_n
@@ -401,12 +445,14 @@ def _dq_key_blocks(dq, q, do, row_max, log_sum, delta, k_base, v_base, kpm_row, 
         # scores exactly as the forward computes them (see _dkdv_query_blocks)
         k_t = tl.load(k_base + cols[None, :] * stride_k_s + offs_d[:, None], mask=in_seq[None, :], other=0.0)
         v_t = tl.load(v_base + cols[None, :] * stride_v_s + offs_d[:, None], mask=in_seq[None, :], other=0.0)
-        s = _dot(q, k_t, UPCAST, PRECISION) * qk_scale
+        s, slope = _scores(q, k_t, qk_scale, softcap_scale, UPCAST, PRECISION, HAS_SOFTCAP)
         s = _key_block_visibility(s, rows, cols, len_k, diag, kpm_row, stride_mask_s, woff, win_left, win_right,
                                   CAUSAL, HAS_KPM, MASKED, HAS_WINDOW)
         p = tl.exp2((s - row_max[:, None]) - log_sum[:, None])
         dp = _dot(do, v_t, UPCAST, PRECISION)
         ds = _softmax_grad(p, dp, delta)
+        if HAS_SOFTCAP:
+            ds = ds * slope
         dq += _dot(ds.to(k_t.dtype), tl.trans(k_t), UPCAST, PRECISION)
     return dq
 
@@ -421,10 +467,10 @@ def attention_backward_dq_kernel(
     stride_dq_b, stride_dq_s, stride_dq_h,
     stride_lse_b, stride_lse_h, stride_lse_part,
     stride_mask_b, stride_mask_s,
-    seqlen_q, seqlen_k, group, qk_scale, sm_scale, bottom_right, win_left, win_right,
+    seqlen_q, seqlen_k, group, qk_scale, softcap_scale, sm_scale, bottom_right, win_left, win_right,
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, IS_VARLEN: tl.constexpr,
-    UPCAST: tl.constexpr, PRECISION: tl.constexpr, HAS_WINDOW: tl.constexpr,
+    UPCAST: tl.constexpr, PRECISION: tl.constexpr, HAS_WINDOW: tl.constexpr, HAS_SOFTCAP: tl.constexpr,
 ):
     """One program: dQ of BLOCK_M query rows of one head (its own tile: no atomics)."""
     pid_m, head, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
@@ -460,13 +506,16 @@ def attention_backward_dq_kernel(
     if HAS_WINDOW:
         dq = _dq_key_blocks(dq, q, do, row_max, log_sum, delta, k_base, v_base, kpm_row, rows, offs_n, offs_d,
                             stride_k_s, stride_v_s, stride_mask_s, lo, tl.minimum(full_lo, hi), len_k, diag, qk_scale,
-                            woff, win_left, win_right, BLOCK_N, CAUSAL, HAS_KPM, True, UPCAST, PRECISION, HAS_WINDOW)
+                            softcap_scale, woff, win_left, win_right, BLOCK_N, CAUSAL, HAS_KPM, True, UPCAST,
+                            PRECISION, HAS_WINDOW, HAS_SOFTCAP)
     dq = _dq_key_blocks(dq, q, do, row_max, log_sum, delta, k_base, v_base, kpm_row, rows, offs_n, offs_d, stride_k_s,
-                        stride_v_s, stride_mask_s, full_lo, full_hi, len_k, diag, qk_scale, woff, win_left, win_right,
-                        BLOCK_N, CAUSAL, HAS_KPM, False, UPCAST, PRECISION, HAS_WINDOW)
+                        stride_v_s, stride_mask_s, full_lo, full_hi, len_k, diag, qk_scale, softcap_scale, woff,
+                        win_left, win_right, BLOCK_N, CAUSAL, HAS_KPM, False, UPCAST, PRECISION, HAS_WINDOW,
+                        HAS_SOFTCAP)
     dq = _dq_key_blocks(dq, q, do, row_max, log_sum, delta, k_base, v_base, kpm_row, rows, offs_n, offs_d, stride_k_s,
-                        stride_v_s, stride_mask_s, tl.maximum(full_hi, full_lo), hi, len_k, diag, qk_scale, woff,
-                        win_left, win_right, BLOCK_N, CAUSAL, HAS_KPM, True, UPCAST, PRECISION, HAS_WINDOW)
+                        stride_v_s, stride_mask_s, tl.maximum(full_hi, full_lo), hi, len_k, diag, qk_scale,
+                        softcap_scale, woff, win_left, win_right, BLOCK_N, CAUSAL, HAS_KPM, True, UPCAST, PRECISION,
+                        HAS_WINDOW, HAS_SOFTCAP)
     dq_base = DQ + b64 * stride_dq_b + q_start * stride_dq_s + head * stride_dq_h
     tl.store(dq_base + rows[:, None] * stride_dq_s + offs_d[None, :], (dq * sm_scale).to(DQ.dtype.element_ty),
              mask=in_seq[:, None])

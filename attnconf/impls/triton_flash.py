@@ -9,7 +9,8 @@ bit-identical results), then dQ (one program per query tile). Memory therefore g
 Dense batches (optionally with a key-padding mask, applied inside the kernel) and packed batches (``cu_seqlens``,
 handled natively: each program finds its sequence's bounds and no work is spent on padding) share the same kernels,
 and so do sliding windows (``window=(left, right)``, bottom-right aligned as flash-attn's ``window_size``, -1 for an
-unbounded side): every loop visits only the blocks some row's window reaches.
+unbounded side: every loop visits only the blocks some row's window reaches) and score softcapping (``softcap=cap``:
+``cap * tanh(s / cap)`` of the scaled scores, its slope carried into the backward).
 On a machine without a GPU the kernels run under the Triton interpreter (``TRITON_INTERPRET=1``), which is how CI
 tests the very code that runs on the GPU.
 """
@@ -129,6 +130,7 @@ class Problem:
     scale: float
     varlen: bool
     window: tuple[int, int] | None = None  # (left, right), each >= 0 or -1 (unbounded), aligned bottom-right
+    softcap: float | None = None  # cap * tanh(scaled score / cap)
 
     @property
     def group(self) -> int:
@@ -168,7 +170,15 @@ def _dot_options(dtype: torch.dtype) -> dict:
 
 def _causal_options(problem: Problem) -> dict:
     return dict(CAUSAL=problem.causal is not None, bottom_right=int(problem.causal == BOTTOM_RIGHT),
-                **_window_options(problem))
+                HAS_SOFTCAP=problem.softcap is not None, **_window_options(problem))
+
+
+def _score_scales(problem: Problem) -> tuple[float, float]:
+    """(qk_scale, softcap_scale) as the kernels take them: base-2 scores are q.k * qk_scale, or with a softcap
+    tanh(q.k * softcap_scale) * qk_scale, i.e. cap * tanh(scale * q.k / cap) * log2(e)."""
+    if problem.softcap is None:
+        return problem.scale * kernels.LOG2E, 1.0
+    return problem.softcap * kernels.LOG2E, problem.scale / problem.softcap
 
 
 def _window_options(problem: Problem) -> dict:
@@ -213,7 +223,7 @@ def _forward(q, k, v, kpm, cu_q, cu_k, problem: Problem):
             cu_k if cu_k is not None else q,
             *_strides(q, problem.varlen), *_strides(k, problem.varlen), *_strides(v, problem.varlen),
             *_strides(out, problem.varlen), *_lse_strides(problem, lse), *mask_strides,
-            problem.seqlen_q, problem.seqlen_k, problem.group, problem.scale * kernels.LOG2E,
+            problem.seqlen_q, problem.seqlen_k, problem.group, *_score_scales(problem),
             HEAD_DIM=problem.head_dim, BLOCK_M=blocks.block_m, BLOCK_N=blocks.block_n, HAS_KPM=kpm is not None,
             IS_VARLEN=problem.varlen, num_warps=blocks.num_warps, num_stages=blocks.num_stages,
             **_causal_options(problem), **_dot_options(q.dtype),
@@ -236,7 +246,7 @@ def _backward(dout, q, k, v, out, lse, kpm, cu_q, cu_k, problem: Problem):
     mask_strides = (kpm.stride(0), kpm.stride(1)) if kpm is not None else (0, 0)
     common = dict(HEAD_DIM=problem.head_dim, HAS_KPM=kpm is not None, IS_VARLEN=varlen,
                   **_causal_options(problem), **_dot_options(q.dtype))
-    qk_scale = problem.scale * kernels.LOG2E
+    score_scales = _score_scales(problem)
     with _device_guard(q):
         pre = blocks_for("delta", problem.head_dim, q.dtype)
         kernels.attention_backward_preprocess_kernel[(triton.cdiv(problem.seqlen_q, pre.block_m), problem.heads_q,
@@ -251,7 +261,7 @@ def _backward(dout, q, k, v, out, lse, kpm, cu_q, cu_k, problem: Problem):
             q, k, v, dout, lse, delta, dk, dv, kpm_arg, cu_q_arg, cu_k_arg,
             *_strides(q, varlen), *_strides(k, varlen), *_strides(v, varlen), *_strides(dout, varlen),
             *_strides(dk, varlen), *_strides(dv, varlen), *_lse_strides(problem, lse), *mask_strides,
-            problem.seqlen_q, problem.seqlen_k, problem.group, qk_scale, problem.scale,
+            problem.seqlen_q, problem.seqlen_k, problem.group, *score_scales, problem.scale,
             BLOCK_M=blocks.block_m, BLOCK_N=blocks.block_n, num_warps=blocks.num_warps,
             num_stages=blocks.num_stages, **common,
         )
@@ -261,7 +271,7 @@ def _backward(dout, q, k, v, out, lse, kpm, cu_q, cu_k, problem: Problem):
             q, k, v, dout, lse, delta, dq, kpm_arg, cu_q_arg, cu_k_arg,
             *_strides(q, varlen), *_strides(k, varlen), *_strides(v, varlen), *_strides(dout, varlen),
             *_strides(dq, varlen), *_lse_strides(problem, lse), *mask_strides,
-            problem.seqlen_q, problem.seqlen_k, problem.group, qk_scale, problem.scale,
+            problem.seqlen_q, problem.seqlen_k, problem.group, *score_scales, problem.scale,
             BLOCK_M=blocks.block_m, BLOCK_N=blocks.block_n, num_warps=blocks.num_warps,
             num_stages=blocks.num_stages, **common,
         )
@@ -308,6 +318,14 @@ def _check_window(window) -> tuple[int, int] | None:
     return None if tuple(window) == (-1, -1) else (int(window[0]), int(window[1]))
 
 
+def _check_softcap(softcap) -> float | None:
+    if softcap is None:
+        return None
+    if isinstance(softcap, bool) or not isinstance(softcap, (int, float)) or not 0 < softcap < math.inf:
+        raise AttentionInputError(f"softcap must be None or a finite number > 0, got {softcap!r}")
+    return float(softcap)
+
+
 def _check_options(q: torch.Tensor, causal: str | None, scale: float | None) -> float:
     if causal is not None and causal not in ALIGNMENTS:
         raise AttentionInputError(f"causal must be None or one of {ALIGNMENTS}, got {causal!r}")
@@ -327,21 +345,22 @@ def _unavailable() -> str | None:
     return None
 
 
-def flash_attention(q, k, v, *, key_padding_mask=None, causal=None, scale=None, window=None, return_lse=False):
-    """FlashAttention-2 in Triton on [B, S, H, D] inputs: causal alignments, key-padding mask, GQA, backward;
-    with ``return_lse`` also the log-sum-exp [B, H, Sq] in base 2 (the kernel's own units)."""
+def flash_attention(q, k, v, *, key_padding_mask=None, causal=None, scale=None, window=None, softcap=None,
+                    return_lse=False):
+    """FlashAttention-2 in Triton on [B, S, H, D] inputs: causal alignments, key-padding mask, GQA, sliding window,
+    softcap, backward; with ``return_lse`` also the log-sum-exp [B, H, Sq] in base 2 (the kernel's own units)."""
     check_dense_inputs(q, k, v, key_padding_mask, head_dims=HEAD_DIMS)
     scale = _check_options(q, causal, scale)
     q, k, v = (_last_dim_contiguous(t) for t in (q, k, v))
     kpm = None if key_padding_mask is None else key_padding_mask.view(torch.uint8)  # same bytes, loadable
     problem = Problem(batch=q.shape[0], seqlen_q=q.shape[1], seqlen_k=k.shape[1], heads_q=q.shape[2],
                       heads_kv=k.shape[2], head_dim=q.shape[3], causal=causal, scale=scale, varlen=False,
-                      window=_check_window(window))
+                      window=_check_window(window), softcap=_check_softcap(softcap))
     return FlashAttentionFunction.apply(q, k, v, kpm, None, None, problem, bool(return_lse))
 
 
 def flash_attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, *, causal=None,
-                           scale=None, window=None):
+                           scale=None, window=None, softcap=None):
     """Packed batches [T, H, D] delimited by int32 cu_seqlens, as flash-attn's varlen API; no padding anywhere."""
     lengths_q, lengths_k = check_packed_call(
         q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, head_dims=HEAD_DIMS
@@ -350,7 +369,7 @@ def flash_attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, ma
     q, k, v = (_last_dim_contiguous(t) for t in (q, k, v))
     problem = Problem(batch=len(lengths_q), seqlen_q=max(lengths_q), seqlen_k=max(lengths_k), heads_q=q.shape[1],
                       heads_kv=k.shape[1], head_dim=q.shape[2], causal=causal, scale=scale, varlen=True,
-                      window=_check_window(window))
+                      window=_check_window(window), softcap=_check_softcap(softcap))
     cu_q, cu_k = cu_seqlens_q.contiguous(), cu_seqlens_k.contiguous()
     return FlashAttentionFunction.apply(q, k, v, None, cu_q, cu_k, problem)
 
@@ -362,6 +381,7 @@ CAPABILITIES = Capabilities(
     head_dims=HEAD_DIMS,
     causal=set(ALIGNMENTS),
     window=True,
+    softcap=True,
     lse="2",  # the kernel keeps scores in base 2: the returned lse is m + log2(l)
     key_padding_mask=True,
     varlen=True,
