@@ -110,7 +110,8 @@ def visibility_mask_mod(doc_q, first_q, pos_q, doc_k, pos_k):
     """The one mask function; with a window (``first_q`` not None) it also bounds the keys from below.
 
     Compiled on the CPU, a mask that reads a third query-side tensor fails inductor's own bounds check whenever
-    Sq != Sk ("index out of bounds: 0 <= tmp16 < cur_kvSplitSize", torch 2.13): only flex-eager declares windows.
+    Sq != Sk ("index out of bounds: 0 <= tmp16 < cur_kvSplitSize", torch 2.13): flex-compiled declares windows on
+    CUDA only.
     """
     if first_q is None:
         def mask_mod(b, h, q_idx, kv_idx):
@@ -401,9 +402,10 @@ for _name, _compiled, _caps in (
         "flex-compiled",
         True,
         Capabilities(
-            **_COMMON, memory_efficient=True,
-            # not window: see visibility_mask_mod (inductor's CPU flex kernel, torch 2.13); CUDA not yet measured
-            overrides={"cpu": dict(backward=False, memory_efficient=False, dtypes={torch.float32}, lse=None)},
+            **_COMMON, memory_efficient=True, window=True,
+            # no window on the CPU: see visibility_mask_mod (inductor's CPU flex kernel, torch 2.13)
+            overrides={"cpu": dict(backward=False, memory_efficient=False, dtypes={torch.float32}, lse=None,
+                                   window=False)},
             notes=("torch.compile(flex_attention, dynamic=True): a new graph for each dtype, head counts, "
                    "stride pattern, custom scale value and Sq == 1; CUDA: a query shorter than 128 whose head "
                    "group spans more than 128 rows (Sq x Hq/Hkv) runs the main flex kernel (BACKEND='TRITON'), "
