@@ -229,13 +229,22 @@ def differences(matrices: dict[str, dict], versions: list[str]) -> list[str]:
             passed = c["counts"].get("passed", 0)
             label = LABEL[c["outcome"]] + (f" ({passed}/{ran})" if c["outcome"] != "skipped" and passed != ran else "")
             verdicts[key][version] = (label, "; ".join(why))
-    lines = []
+    # an implementation that does not run at all on a version (the table's "not run") gets one line, not one per
+    # contract; its other versions' verdicts are then compared among themselves
+    not_run = defaultdict(list)
+    for version in versions:
+        for impl, count in contract_counts(matrices[version]["records"]).items():
+            if count["unavailable"]:
+                not_run[impl].append(version)
+    lines = [f"- `{impl}`: not run on torch {', '.join(where)} (¹ above); compared below where it ran"
+             for impl, where in sorted(not_run.items()) if len(where) < len(versions)]
     for (impl, contract), per_version in sorted(verdicts.items()):
-        labels = {label for label, _ in per_version.values()}
-        if len(labels) == 1:  # the same wherever the contract ran (absent_contracts lists where it did not)
+        ran_on = [v for v in versions if v not in not_run.get(impl, ())]
+        labels = {per_version[v][0] for v in ran_on if v in per_version}
+        if len(labels) <= 1:  # the same wherever the contract ran (absent_contracts lists where it did not)
             continue
         parts = []
-        for version in versions:
+        for version in ran_on:
             label, why = per_version.get(version, ("absent", ""))
             parts.append(f"{version} {label}" + (f" ({why[:300]})" if why and not label.startswith("PASS") else ""))
         lines.append(f"- `{impl}` {contract}: " + "; ".join(parts))
