@@ -333,58 +333,72 @@ def compat_markdown(directory: Path) -> str:
 # ---- the benchmark table ----------------------------------------------------------------------------------------
 
 
-def load_benchmarks(directory: Path, device: str = "cpu") -> dict[str, dict[str, dict]]:
-    """torch release -> {benchmark name: its result}, from the newest saved run of each version's history."""
+def load_benchmarks(directory: Path, device: str = "cpu") -> dict[str, dict[str, list[float]]]:
+    """torch release -> {benchmark name: the fastest round's time in s of each saved run, oldest run first}."""
     results = {}
     for history in sorted((directory / "benchmarks").glob(f"{device}-torch*")):
-        files = sorted(history.rglob("*.json"))
-        if not files:
-            continue
-        data = json.loads(files[-1].read_text())
-        version = release(history.name.split("-torch", 1)[1])
-        results[version] = {b["name"]: b for b in data["benchmarks"]}
+        runs = defaultdict(list)
+        for path in sorted(history.rglob("*.json")):
+            for bench in json.loads(path.read_text())["benchmarks"]:
+                runs[bench["name"]].append(bench["stats"]["min"])
+        if runs:
+            results[release(history.name.split("-torch", 1)[1])] = dict(runs)
     return results
 
 
+def spread(times: list[float]) -> float:
+    """Slowest over fastest of one case's saved runs on one version (1.0 for a single run)."""
+    return max(times) / min(times)
+
+
 def bench_markdown(directory: Path, threshold: float = 1.25) -> str:
+    """Each case per torch version: the best of that version's saved runs, its ratio to the previous version,
+    bold where it is slower by more than ``threshold`` and by more than the case's own run-to-run spread (the
+    largest on either version): a difference the repeated runs cannot explain."""
     results = load_benchmarks(directory)
     versions = by_version(results)
     names = sorted({name for v in versions for name in results[v]})
+    counts = sorted({len(times) for v in versions for times in results[v].values()})
+    spreads = sorted(spread(times) for v in versions for times in results[v].values() if len(times) > 1)
+    noise = (f"Saved runs per version and case: {', '.join(map(str, counts))}; the slowest over the fastest run of "
+             f"one case on one version: median {spreads[len(spreads) // 2]:.2f}x, largest {spreads[-1]:.2f}x."
+             if spreads else "One saved run per version: no run-to-run spread to compare with.")
     lines = [
         "# CPU benchmarks across torch versions",
         "",
-        f"Written by `python -m attnconf.compat table {directory}` from the newest saved run in each "
+        f"Written by `python -m attnconf.compat table {directory}` from every saved run in each "
         "`benchmarks/cpu-torch<version>/` history (each written by one `tox -e torch<version>-bench` run). A cell "
-        "is the fastest round's time in ms (pytest-benchmark's min: the statistic least moved by other load on a "
-        "shared machine), then its ratio to the previous version that ran the case; "
-        f"**bold**: more than {threshold:.2f}x slower than that version. One run per version: on a machine shared "
-        "with other work a bold cell is a case to measure again (`--benchmark-compare` within one version's "
-        "history), not yet a regression of torch.",
+        "is the fastest round's time in ms (pytest-benchmark's min, the statistic least moved by other load), the "
+        "best of the version's saved runs, then its ratio to the previous version that ran the case. " + noise
+        + f" **Bold**: more than {threshold:.2f}x slower than the previous version and more than the case's own "
+        "run-to-run spread on either version; spread: the case's largest run-to-run spread over all versions.",
         "",
-        "| case | " + " | ".join(versions) + " |",
-        "|---" * (1 + len(versions)) + "|",
+        "| case | spread | " + " | ".join(versions) + " |",
+        "|---" * (2 + len(versions)) + "|",
     ]
     flagged = []
     for name in names:
         row, previous = [], None
+        case_spreads = [spread(results[v][name]) for v in versions if name in results[v]]
         for version in versions:
-            result = results[version].get(name)
-            if result is None:
+            times = results[version].get(name)
+            if times is None:
                 row.append("–")
                 continue
-            ms = result["stats"]["min"] * 1e3
+            ms = min(times) * 1e3
             text = f"{ms:.3g}"
             if previous is not None:
                 ratio = ms / previous[1]
                 text += f" ({ratio:.2f}x)"
-                if ratio > threshold:
+                if ratio > max(threshold, previous[2], spread(times)):
                     text = f"**{text}**"
                     flagged.append(f"- `{name}`: {previous[0]} {previous[1]:.3g} ms -> {version} {ms:.3g} ms "
-                                   f"({ratio:.2f}x)")
+                                   f"({ratio:.2f}x; run-to-run spread {previous[2]:.2f}x and {spread(times):.2f}x)")
             row.append(text)
-            previous = (version, ms)
-        lines.append(f"| `{name.removeprefix('test_attention[').removesuffix(']')}` | " + " | ".join(row) + " |")
-    lines += ["", f"## Slower by more than {threshold:.2f}x than the previous version (to measure again)", ""]
+            previous = (version, ms, spread(times))
+        lines.append(f"| `{name.removeprefix('test_attention[').removesuffix(']')}` | {max(case_spreads):.2f}x | "
+                     + " | ".join(row) + " |")
+    lines += ["", f"## Slower than the previous version beyond {threshold:.2f}x and the run-to-run spread", ""]
     lines += flagged or ["None."]
     return "\n".join(lines) + "\n"
 

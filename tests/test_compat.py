@@ -136,8 +136,8 @@ def test_a_contract_missing_from_an_older_run_is_listed_apart(tmp_path):
     assert "- WINDOW-1: not in the runs of torch 2.6.0" in text.split("## Contracts some runs did not have")[1]
 
 
-def _history(directory, version, times_s):
-    path = directory / "benchmarks" / f"cpu-torch{version}" / "Linux-CPython-3.11-64bit" / "0001_x.json"
+def _history(directory, version, times_s, run="0001_x"):
+    path = directory / "benchmarks" / f"cpu-torch{version}" / "Linux-CPython-3.11-64bit" / f"{run}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"benchmarks": [
         {"name": f"test_attention[{name}]", "stats": {"min": t}} for name, t in times_s.items()]}))
@@ -148,11 +148,24 @@ def test_bench_table_compares_each_version_with_the_previous_one(tmp_path):
     _history(tmp_path, "2.6.0", {"eager-fwd": 0.001, "sdpa-fwd": 0.001})
     _history(tmp_path, "2.9.1", {"eager-fwd": 0.001})
     text = compat.bench_markdown(tmp_path)
-    assert "| case | 2.6.0 | 2.9.1 | 2.10.0 |" in text
-    assert "| `eager-fwd` | 1 | 1 (1.00x) | **2 (2.00x)** |" in text
-    assert "| `sdpa-fwd` | 1 | – | 1 (1.00x) |" in text  # compared with the last version that ran it
-    assert "- `test_attention[eager-fwd]`: 2.9.1 1 ms -> 2.10.0 2 ms (2.00x)" in text
+    assert "| case | spread | 2.6.0 | 2.9.1 | 2.10.0 |" in text
+    assert "| `eager-fwd` | 1.00x | 1 | 1 (1.00x) | **2 (2.00x)** |" in text
+    assert "| `sdpa-fwd` | 1.00x | 1 | – | 1 (1.00x) |" in text  # compared with the last version that ran it
+    assert "- `test_attention[eager-fwd]`: 2.9.1 1 ms -> 2.10.0 2 ms (2.00x" in text
     assert "sdpa-fwd`: " not in text
+
+
+def test_bench_table_takes_the_best_run_and_flags_only_beyond_the_run_to_run_spread(tmp_path):
+    _history(tmp_path, "2.6.0", {"a": 0.001, "b": 0.001}, run="0001_x")
+    _history(tmp_path, "2.6.0", {"a": 0.0025, "b": 0.001}, run="0002_x")  # a: 2.5x between two runs of 2.6
+    _history(tmp_path, "2.7.0", {"a": 0.002, "b": 0.002}, run="0001_x")
+    _history(tmp_path, "2.7.0", {"a": 0.002, "b": 0.002}, run="0002_x")
+    text = compat.bench_markdown(tmp_path)
+    assert "| `a` | 2.50x | 1 | 2 (2.00x) |" in text  # best of the runs; 2x is inside a's own 2.5x spread
+    assert "| `b` | 1.00x | 1 | **2 (2.00x)** |" in text  # b repeats exactly: 2x is a finding
+    assert "largest 2.50x" in text
+    flagged = text.split("## Slower than the previous version")[1]
+    assert "`test_attention[b]`" in flagged and "`test_attention[a]`" not in flagged
 
 
 def test_table_command_writes_both_and_fails_on_an_empty_folder(tmp_path, capsys):
