@@ -71,3 +71,23 @@ def test_merge_can_keep_only_some_implementations(tmp_path):
     assert main(["merge", "--impl", "eager", str(tmp_path / "out"), str(tmp_path / "run.json")]) == 0
     merged = json.loads((tmp_path / "out" / "cpu-torchx.json").read_text())
     assert [r["impl"] for r in merged["records"]] == ["eager"]
+
+
+def test_reasons_name_a_test_group_shared_reasons_and_keep_skips_out_of_fail_cells():
+    from attnconf.conformance_report import reason_lines
+
+    def rec(contract, test, outcome, reason, failure=None):
+        return {"impl": "a", "contract": contract, "nodeid": f"conformance/test_x.py::{test}[a]", "outcome": outcome,
+                "reason": reason, "ratios": {}, "failure": failure}
+
+    records = [rec("MASK-1", "test_one", "failed", "RuntimeError: boom", "ERROR"),
+               rec("MASK-1", "test_two", "failed", "RuntimeError: boom", "ERROR"),
+               rec("MASK-2", "test_three", "failed", "RuntimeError: boom", "ERROR"),
+               rec("MASK-1", "test_four", "skipped", "capability: gqa"),  # under a FAIL cell: not its reason
+               rec("GQA-1", "test_five", "skipped", "grouped-query attention not declared")]
+    lines = [line for line in reason_lines(aggregate(records), ["a"]) if line.startswith("- ")]
+    assert sorted(lines) == [
+        "- a (FAIL ERROR, 3 tests, e.g. MASK-1 `test_one[a]`): RuntimeError: boom",
+        "- a (SKIP, GQA-1 `test_five[a]`): grouped-query attention not declared",
+    ]
+    assert not any("capability: gqa" in line for line in lines)
