@@ -216,8 +216,9 @@ def cell(count: dict | None) -> str:
     return text
 
 
-def differences(matrices: dict[str, dict], versions: list[str]) -> list[str]:
-    """Lines: every (implementation, contract) whose verdict is not the same on every version, with why."""
+def differences(matrices: dict[str, dict], versions: list[str], counts: dict[str, dict]) -> list[str]:
+    """Lines: every (implementation, contract) whose verdict is not the same on every version, with why.
+    ``counts``: version -> contract_counts of its matrix (which says where an implementation did not run)."""
     from .conformance_report import LABEL, aggregate
 
     verdicts: dict[tuple[str, str], dict[str, tuple[str, str]]] = defaultdict(dict)
@@ -233,7 +234,7 @@ def differences(matrices: dict[str, dict], versions: list[str]) -> list[str]:
     # contract; its other versions' verdicts are then compared among themselves
     not_run = defaultdict(list)
     for version in versions:
-        for impl, count in contract_counts(matrices[version]["records"]).items():
+        for impl, count in counts[version].items():
             if count["unavailable"]:
                 not_run[impl].append(version)
     lines = [f"- `{impl}`: not run on torch {', '.join(where)} (¹ above); compared below where it ran"
@@ -318,7 +319,7 @@ def compat_markdown(directory: Path) -> str:
             label = "XFAIL (declared)" if record["outcome"] == "xfailed" else f"FAIL {record.get('failure') or ''}"
             reason = " ".join(str(record.get("reason", "")).split())[:240]
             lines.append(f"  - {label.strip()} `{record['nodeid']}`: {reason}")
-    diff = differences(matrices, versions)
+    diff = differences(matrices, versions, counts)
     lines += ["", "## Verdicts that differ between torch versions", ""]
     lines += diff or ["None: every implementation has the same verdict on every contract on every version."]
     absent = absent_contracts(matrices, versions)
@@ -379,24 +380,24 @@ def bench_markdown(directory: Path, threshold: float = 1.25) -> str:
     flagged = []
     for name in names:
         row, previous = [], None
-        case_spreads = [spread(results[v][name]) for v in versions if name in results[v]]
+        case_spread = max(spread(results[v][name]) for v in versions if name in results[v])
         for version in versions:
             times = results[version].get(name)
             if times is None:
                 row.append("–")
                 continue
-            ms = min(times) * 1e3
+            ms, noise_here = min(times) * 1e3, spread(times)
             text = f"{ms:.3g}"
             if previous is not None:
                 ratio = ms / previous[1]
                 text += f" ({ratio:.2f}x)"
-                if ratio > max(threshold, previous[2], spread(times)):
+                if ratio > max(threshold, previous[2], noise_here):
                     text = f"**{text}**"
                     flagged.append(f"- `{name}`: {previous[0]} {previous[1]:.3g} ms -> {version} {ms:.3g} ms "
-                                   f"({ratio:.2f}x; run-to-run spread {previous[2]:.2f}x and {spread(times):.2f}x)")
+                                   f"({ratio:.2f}x; run-to-run spread {previous[2]:.2f}x and {noise_here:.2f}x)")
             row.append(text)
-            previous = (version, ms, spread(times))
-        lines.append(f"| `{name.removeprefix('test_attention[').removesuffix(']')}` | {max(case_spreads):.2f}x | "
+            previous = (version, ms, noise_here)
+        lines.append(f"| `{name.removeprefix('test_attention[').removesuffix(']')}` | {case_spread:.2f}x | "
                      + " | ".join(row) + " |")
     lines += ["", f"## Slower than the previous version beyond {threshold:.2f}x and the run-to-run spread", ""]
     lines += flagged or ["None."]
