@@ -186,3 +186,22 @@ def test_head_dims_come_from_the_offline_build_record(tmp_path, monkeypatch):
 def test_without_a_build_record_every_candidate_head_dim_is_declared(monkeypatch):
     monkeypatch.setattr(flash_attn2, "build_record", lambda: {})
     assert flash_attn2.supported_head_dims() == set(flash_attn2.CANDIDATE_HEAD_DIMS)
+
+
+def test_flash_attn4_deviations_apply_on_sm90_only(monkeypatch):
+    """Its sm90 backward refuses GQA with Dv != D; other architectures have other backward kernels, where a strict
+    entry could turn a pass into XPASS(strict), so the entries exist only where they were measured."""
+    from attnconf import registered
+    from attnconf.expected_failures import for_implementation
+
+    impl = registered()["flash-attn4"]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (9, 0))
+    entries = for_implementation(impl)
+    assert sorted(entries) == [f"conformance/test_value_head_dim.py::test_value_head_dim_gradients[flash-attn4-{dv}]"
+                               for dv in (128, 32)]
+    assert all("head_dim == head_dim_v" in reason for reason in entries.values())
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (10, 0))
+    assert for_implementation(impl) == {}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert for_implementation(impl) == {}
