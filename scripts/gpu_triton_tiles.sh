@@ -8,6 +8,7 @@
 #   3. if a candidate was kept: triton-flash's conformance on CUDA with it (ATTNCONF_TRITON_BLOCKS) and
 #      tests/test_triton_kernel.py, in the time left of TOTAL (default 575 s); matrix in $OUT/conformance/
 #   device tool: run(command="ATTNCONF_COMMIT=<sha> bash scripts/gpu_triton_tiles.sh", timeout_s=600)
+#   (SWEEP_KERNELS="dkdv" SWEEP_BUDGET=150: one kernel's candidates, with more time)
 # Back in $OUT: tiles.json, override.json, conformance/, gpu_bench.tar.gz (the storage with both runs), summary.txt,
 # logs.tar.gz (every log).
 set -uo pipefail
@@ -23,8 +24,9 @@ summary="$out/summary.txt"
 { date -u +"date %Y-%m-%dT%H:%M:%SZ"; echo "commit ${ATTNCONF_COMMIT:-unknown}"
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader; } 2>&1 | tee "$summary"
 
-for kernel in forward dkdv dq; do  # one process each: a compiler abort costs one kernel's candidates
-  KERNELS=$kernel OUT="$out" BUDGET=${SWEEP_BUDGET:-60} timeout -k 10 90 python3 scripts/gpu_triton_tiles.py \
+for kernel in ${SWEEP_KERNELS:-forward dkdv dq}; do  # one process each: a compiler abort costs one kernel's candidates
+  KERNELS=$kernel OUT="$out" BUDGET=${SWEEP_BUDGET:-60} timeout -k 10 $((${SWEEP_BUDGET:-60} + 30)) \
+    python3 scripts/gpu_triton_tiles.py \
     >> "$out/tiles.log" 2>&1
   echo "sweep $kernel: exit $? at $((SECONDS - start)) s; $(grep -E "^$kernel:" "$out/tiles.log" | tail -1)" \
     | tee -a "$summary"

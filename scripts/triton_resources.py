@@ -5,7 +5,8 @@ compiler made of each tile configuration (registers, spilled bytes "STACK", shar
 products became Hopper's wgmma) before any GPU time is spent. Usage, from the repository root:
 
     python scripts/triton_resources.py                       # the configured tiles (GPU_BLOCKS), bf16 and fp32
-    python scripts/triton_resources.py dkdv bf16 64 64x64x4x3 128x64x8x3   # candidates: BMxBNxWARPSxSTAGES
+    python scripts/triton_resources.py dkdv bf16 64 64x64x4x3 128x64x8x3   # candidates: BMxBNxWARPSxSTAGES[x1]
+                                                                           # (x1: dK/dV key-major)
 """
 
 from __future__ import annotations
@@ -43,19 +44,34 @@ def signature(fn, dtype: str, constexprs: dict) -> dict:
             types[name] = "constexpr"
         elif name.isupper():  # tensor arguments are upper case
             types[name] = POINTER_TYPES.get(name, f"*{dtype}")
-        elif name in ("qk_scale", "sm_scale"):
+        elif name in ("qk_scale", "softcap_scale", "sm_scale"):
             types[name] = "fp32"
         else:
             types[name] = "i32"
     return types
 
 
+def divisibility(fn, signature: dict) -> dict:
+    """The alignment facts Triton's launcher would give the kernel at run time: tensors and the integer arguments it
+    specialises (the strides, all multiples of 16 here; not those in _RUNTIME_INTS) are divisible by 16. Without
+    them the compiler assumes 2-byte alignment and cannot pipeline any tile load into shared memory (cp.async needs
+    4 to 16 bytes), so its registers and shared memory would not be those of the kernel that runs."""
+    aligned = [index for index, name in enumerate(fn.arg_names)
+               if signature[name].startswith("*") or (signature[name] == "i32" and name.startswith("stride_")
+                                                     and name not in kernels._RUNTIME_INTS)]
+    return {(index,): [["tt.divisibility", 16]] for index in aligned}
+
+
 def resources(kernel: str, dtype: str, head_dim: int, blocks: triton_flash.Blocks, *, causal=True, kpm=False,
-              varlen=False) -> str:
+              varlen=False, window=False, softcap=False) -> str:
     fn = KERNELS[kernel]
     constexprs = dict(HEAD_DIM=head_dim, BLOCK_M=blocks.block_m, BLOCK_N=blocks.block_n, CAUSAL=causal,
-                      HAS_KPM=kpm, IS_VARLEN=varlen, UPCAST=False, PRECISION="ieee" if dtype == "fp32" else "tf32")
-    compiled = triton.compile(ASTSource(fn, signature(fn, dtype, constexprs), constexprs=constexprs), target=TARGET,
+                      HAS_KPM=kpm, IS_VARLEN=varlen, UPCAST=False, PRECISION="ieee" if dtype == "fp32" else "tf32",
+                      HAS_WINDOW=window, HAS_SOFTCAP=softcap)
+    if "KEY_MAJOR" in fn.arg_names:
+        constexprs["KEY_MAJOR"] = blocks.key_major and dtype != "fp32"
+    types = signature(fn, dtype, constexprs)
+    compiled = triton.compile(ASTSource(fn, types, constexprs=constexprs, attrs=divisibility(fn, types)), target=TARGET,
                               options=dict(num_warps=blocks.num_warps, num_stages=blocks.num_stages))
     with tempfile.NamedTemporaryFile(suffix=".cubin") as cubin:
         cubin.write(compiled.asm["cubin"])
@@ -71,7 +87,7 @@ def main(argv: list[str]) -> None:
     if argv:
         kernel, dtype, head_dim, *candidates = argv
         for text in candidates:
-            blocks = triton_flash.Blocks(*map(int, text.split("x")))
+            blocks = triton_flash.Blocks(*map(int, text.split("x")))  # a fifth field 1: key-major dK/dV
             print(f"{kernel} {dtype} D={head_dim} {blocks}: {resources(kernel, dtype, int(head_dim), blocks)}")
         return
     for (kernel, is_fp32, head_dim), blocks in triton_flash.GPU_BLOCKS.items():
