@@ -41,11 +41,9 @@ STARTED = time.monotonic()
 TRITON = registry.select(["triton-flash"])[0]
 SHAPES = [(4, 4096), (1, 16384)]  # (batch, seqlen): 16k tokens
 HEADS, HEAD_DIM = 16, 64
-CANDIDATES = {  # (block_m, block_n, num_warps, num_stages[, key_major]); the first is the current default
+CANDIDATES = {  # (block_m, block_n, num_warps, num_stages); the first is the current default
     "forward": [(128, 64, 8, 3), (128, 128, 8, 3), (128, 64, 8, 4), (128, 64, 4, 3), (128, 128, 8, 2)],
-    # a fifth field True: key-major scores (Blocks.key_major)
-    "dkdv": [(64, 64, 4, 3), (64, 64, 4, 3, True), (64, 64, 4, 2, True), (32, 64, 4, 3, True), (64, 128, 8, 2, True),
-             (64, 128, 8, 3, True), (32, 128, 4, 2, True), (32, 128, 4, 3, True)],
+    "dkdv": [(64, 64, 4, 3), (64, 64, 4, 2), (64, 64, 4, 4), (64, 128, 8, 3), (128, 64, 8, 3), (64, 64, 8, 3)],
     "dq": [(128, 64, 8, 3), (128, 64, 8, 2), (128, 64, 8, 4), (128, 128, 8, 3), (64, 64, 4, 3)],
 }
 # KERNELS (comma-separated, default all): a compiler abort on one candidate then costs only its kernel's sweep

@@ -5,8 +5,7 @@ compiler made of each tile configuration (registers, spilled bytes "STACK", shar
 products became Hopper's wgmma) before any GPU time is spent. Usage, from the repository root:
 
     python scripts/triton_resources.py                       # the configured tiles (GPU_BLOCKS), bf16 and fp32
-    python scripts/triton_resources.py dkdv bf16 64 64x64x4x3 128x64x8x3   # candidates: BMxBNxWARPSxSTAGES[x1]
-                                                                           # (x1: dK/dV key-major)
+    python scripts/triton_resources.py dkdv bf16 64 64x64x4x3 128x64x8x3   # candidates: BMxBNxWARPSxSTAGES
 """
 
 from __future__ import annotations
@@ -68,8 +67,6 @@ def resources(kernel: str, dtype: str, head_dim: int, blocks: triton_flash.Block
     constexprs = dict(HEAD_DIM=head_dim, BLOCK_M=blocks.block_m, BLOCK_N=blocks.block_n, CAUSAL=causal,
                       HAS_KPM=kpm, IS_VARLEN=varlen, UPCAST=False, PRECISION="ieee" if dtype == "fp32" else "tf32",
                       HAS_WINDOW=window, HAS_SOFTCAP=softcap)
-    if "KEY_MAJOR" in fn.arg_names:
-        constexprs["KEY_MAJOR"] = blocks.key_major and dtype != "fp32"
     types = signature(fn, dtype, constexprs)
     compiled = triton.compile(ASTSource(fn, types, constexprs=constexprs, attrs=divisibility(fn, types)), target=TARGET,
                               options=dict(num_warps=blocks.num_warps, num_stages=blocks.num_stages))
@@ -87,7 +84,7 @@ def main(argv: list[str]) -> None:
     if argv:
         kernel, dtype, head_dim, *candidates = argv
         for text in candidates:
-            blocks = triton_flash.Blocks(*map(int, text.split("x")))  # a fifth field 1: key-major dK/dV
+            blocks = triton_flash.Blocks(*map(int, text.split("x")))
             print(f"{kernel} {dtype} D={head_dim} {blocks}: {resources(kernel, dtype, int(head_dim), blocks)}")
         return
     for (kernel, is_fp32, head_dim), blocks in triton_flash.GPU_BLOCKS.items():

@@ -108,7 +108,7 @@ def _sequence(CU, b, dense_length, IS_VARLEN: tl.constexpr):
 
 @triton.jit
 def _softmax_grad(p, dp, delta):
-    """dS = P * (dP - delta) (``delta`` broadcast along the key axis by the caller), with dS = 0 exactly where P = 1.
+    """dS = P * (dP - delta), with dS = 0 exactly where P = 1.
 
     P = 1 means the row's whole weight sits on this key: the forward's row sum was 1, so every other key's P is 0
     or below half a unit of 1 (the two-part log-sum-exp keeps this exact). Then O is that key's V (up to the same
@@ -116,15 +116,14 @@ def _softmax_grad(p, dp, delta):
     two dot products that round differently. The exact 0 matters for a row that sees a single key: its output does
     not depend on q or k, so its dQ and that key's dK are exactly 0, as the definition's are.
     """
-    return tl.where(p == 1.0, 0.0, p * (dp - delta))
+    return tl.where(p == 1.0, 0.0, p * (dp - delta[:, None]))
 
 
 @triton.jit
-def _in_window(rows, cols, woff, win_left, win_right):
-    """The sliding window, ``row + woff - left <= col <= row + woff + right``, on index tensors that broadcast to
-    the tile (rows[:, None] and cols[None, :] for a query-major tile, the other way round for a key-major one)."""
-    centre = rows + woff
-    return (cols >= centre - win_left) & (cols <= centre + win_right)
+def _window_visibility(visible, rows, cols, woff, win_left, win_right):
+    """``visible`` [rows, cols] and the sliding window: ``row + woff - left <= col <= row + woff + right``."""
+    centre = rows[:, None] + woff
+    return visible & (cols[None, :] >= centre - win_left) & (cols[None, :] <= centre + win_right)
 
 
 @triton.jit
@@ -161,7 +160,7 @@ def _key_block_visibility(s, rows, cols, seqlen_k, diag, kpm_row, stride_mask_s,
         if CAUSAL:
             visible = visible & (cols[None, :] <= rows[:, None] + diag)
         if HAS_WINDOW:
-            visible = visible & _in_window(rows[:, None], cols[None, :], woff, win_left, win_right)
+            visible = _window_visibility(visible, rows, cols, woff, win_left, win_right)
         s = tl.where(visible, s, float("-inf"))
     if HAS_KPM:
         keep = tl.load(kpm_row + cols * stride_mask_s, mask=cols < seqlen_k, other=0) != 0
@@ -296,31 +295,17 @@ def attention_backward_preprocess_kernel(
 
 
 @triton.jit
-def _key_major(x, KEY_MAJOR: tl.constexpr):
-    """A query-major [BLOCK_M, BLOCK_N] tile transposed to key-major, or a key-major one as it is."""
-    if KEY_MAJOR:
-        return x
-    else:
-        return tl.trans(x)
-
-
-@triton.jit
-def _dkdv_query_blocks(dk, dv, k_tile, v_tile, q_base, do_base, lse_base, delta_base, keep, cols, offs_m, offs_d,
+def _dkdv_query_blocks(dk, dv, k_t, v_t, q_base, do_base, lse_base, delta_base, keep, cols, offs_m, offs_d,
                        stride_q_s, stride_do_s, stride_lse_part, lo, hi, len_q, diag, qk_scale, softcap_scale,
                        woff, win_left, win_right,
                        BLOCK_M: tl.constexpr, CAUSAL_MASK: tl.constexpr, HAS_KPM: tl.constexpr,
                        UPCAST: tl.constexpr, PRECISION: tl.constexpr, WINDOW_MASK: tl.constexpr,
-                       HAS_SOFTCAP: tl.constexpr, KEY_MAJOR: tl.constexpr):
+                       HAS_SOFTCAP: tl.constexpr):
     """Accumulate one head's contributions to dK and dV of one key tile over query blocks [lo, hi).
 
-    Query-major (``KEY_MAJOR`` false; ``k_tile``, ``v_tile`` are [HEAD_DIM, BLOCK_N]): the scores are recomputed
-    exactly as the forward computed them (q times transposed k, same operand roles), so the recomputed p matches the
-    forward's log-sum-exp to the last bit where the hardware allows; P and dS are then transposed on chip for the
-    dV and dK products. On the CPU interpreter a transposed product (k times transposed q) rounds differently, and
-    near-one-hot rows (large logits) then lose float32 accuracy in dV.
-    Key-major (``k_tile``, ``v_tile`` [BLOCK_N, HEAD_DIM]): S^T = K Q^T and dP^T = V dO^T, so P^T and dS^T come out
-    in the layout the dV and dK products take (no transposes through shared memory); used for 16-bit inputs, whose
-    error budget dwarfs a last-bit difference in a float32 score.
+    Scores are recomputed exactly as the forward computed them (q times transposed k, same operand roles), so the
+    recomputed p matches the forward's log-sum-exp to the last bit where the hardware allows; a transposed product
+    (k times transposed q) rounds differently, and near-one-hot rows (large logits) then lose float32 accuracy in dV.
     Rows past the sequence load q = dO = 0 and log2(l) = +inf, so their p is exactly 0.
     """
     for start_m in range(lo, hi, BLOCK_M):
@@ -329,31 +314,23 @@ def _dkdv_query_blocks(dk, dv, k_tile, v_tile, q_base, do_base, lse_base, delta_
         q = tl.load(q_base + rows[:, None] * stride_q_s + offs_d[None, :], mask=in_seq[:, None], other=0.0)
         row_max = tl.load(lse_base + rows, mask=in_seq, other=0.0)
         log_sum = tl.load(lse_base + stride_lse_part + rows, mask=in_seq, other=float("inf"))
-        if KEY_MAJOR:  # [BLOCK_N, BLOCK_M]
-            s, slope = _scores(k_tile, tl.trans(q), qk_scale, softcap_scale, UPCAST, PRECISION, HAS_SOFTCAP)
-            row_index, col_index, kept = rows[None, :], cols[:, None], keep[:, None]
-            row_max, log_sum = row_max[None, :], log_sum[None, :]
-        else:  # [BLOCK_M, BLOCK_N]
-            s, slope = _scores(q, k_tile, qk_scale, softcap_scale, UPCAST, PRECISION, HAS_SOFTCAP)
-            row_index, col_index, kept = rows[:, None], cols[None, :], keep[None, :]
-            row_max, log_sum = row_max[:, None], log_sum[:, None]
+        s, slope = _scores(q, k_t, qk_scale, softcap_scale, UPCAST, PRECISION, HAS_SOFTCAP)
         if CAUSAL_MASK:
-            s = tl.where(col_index <= row_index + diag, s, float("-inf"))
+            s = tl.where(cols[None, :] <= rows[:, None] + diag, s, float("-inf"))
         if WINDOW_MASK:
-            s = tl.where(_in_window(row_index, col_index, woff, win_left, win_right), s, float("-inf"))
+            s = tl.where(_window_visibility(rows[:, None] >= 0, rows, cols, woff, win_left, win_right), s,
+                         float("-inf"))
         if HAS_KPM:
-            s = tl.where(kept, s, float("-inf"))
-        p = tl.exp2((s - row_max) - log_sum)
+            s = tl.where(keep[None, :], s, float("-inf"))
+        p = tl.exp2((s - row_max[:, None]) - log_sum[:, None])
         do = tl.load(do_base + rows[:, None] * stride_do_s + offs_d[None, :], mask=in_seq[:, None], other=0.0)
-        dv += _dot(_key_major(p.to(do.dtype), KEY_MAJOR), do, UPCAST, PRECISION)
+        dv += _dot(tl.trans(p.to(do.dtype)), do, UPCAST, PRECISION)
         delta = tl.load(delta_base + rows, mask=in_seq, other=0.0)
-        if KEY_MAJOR:
-            ds = _softmax_grad(p, _dot(v_tile, tl.trans(do), UPCAST, PRECISION), delta[None, :])
-        else:
-            ds = _softmax_grad(p, _dot(do, v_tile, UPCAST, PRECISION), delta[:, None])
+        dp = _dot(do, v_t, UPCAST, PRECISION)
+        ds = _softmax_grad(p, dp, delta)
         if HAS_SOFTCAP:  # through cap * tanh(s / cap)
             ds = ds * slope
-        dk += _dot(_key_major(ds.to(q.dtype), KEY_MAJOR), q, UPCAST, PRECISION)
+        dk += _dot(tl.trans(ds.to(q.dtype)), q, UPCAST, PRECISION)
     return dk, dv
 
 
@@ -379,7 +356,6 @@ def attention_backward_dkdv_kernel(
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, IS_VARLEN: tl.constexpr,
     UPCAST: tl.constexpr, PRECISION: tl.constexpr, HAS_WINDOW: tl.constexpr, HAS_SOFTCAP: tl.constexpr,
-    KEY_MAJOR: tl.constexpr,
 ):
     """One program: dK and dV of BLOCK_N keys of one kv head, summed over the query heads of its group.
 
@@ -399,12 +375,8 @@ def attention_backward_dkdv_kernel(
     in_seq = cols < len_k
     k_base = K + b64 * stride_k_b + k_start * stride_k_s + kv_head * stride_k_h
     v_base = V + b64 * stride_v_b + k_start * stride_v_s + kv_head * stride_v_h
-    if KEY_MAJOR:
-        k_tile = tl.load(k_base + cols[:, None] * stride_k_s + offs_d[None, :], mask=in_seq[:, None], other=0.0)
-        v_tile = tl.load(v_base + cols[:, None] * stride_v_s + offs_d[None, :], mask=in_seq[:, None], other=0.0)
-    else:
-        k_tile = tl.load(k_base + cols[None, :] * stride_k_s + offs_d[:, None], mask=in_seq[None, :], other=0.0)
-        v_tile = tl.load(v_base + cols[None, :] * stride_v_s + offs_d[:, None], mask=in_seq[None, :], other=0.0)
+    k_t = tl.load(k_base + cols[None, :] * stride_k_s + offs_d[:, None], mask=in_seq[None, :], other=0.0)
+    v_t = tl.load(v_base + cols[None, :] * stride_v_s + offs_d[:, None], mask=in_seq[None, :], other=0.0)
     if HAS_KPM:
         keep = tl.load(KPM + b64 * stride_mask_b + cols * stride_mask_s, mask=in_seq, other=0) != 0
     else:
@@ -436,20 +408,20 @@ def attention_backward_dkdv_kernel(
         do_base = DO + b64 * stride_do_b + q_start * stride_do_s + head * stride_do_h
         lse_base = LSE + b64 * stride_lse_b + head * stride_lse_h + q_start
         delta_base = DELTA + b64 * stride_lse_b + head * stride_lse_h + q_start
-        dk, dv = _dkdv_query_blocks(dk, dv, k_tile, v_tile, q_base, do_base, lse_base, delta_base, keep, cols, offs_m,
+        dk, dv = _dkdv_query_blocks(dk, dv, k_t, v_t, q_base, do_base, lse_base, delta_base, keep, cols, offs_m,
                                     offs_d, stride_q_s, stride_do_s, stride_lse_part, lo, tl.minimum(full_lo, hi),
                                     len_q, diag, qk_scale, softcap_scale, woff, win_left, win_right,
-                                    BLOCK_M, CAUSAL, HAS_KPM, UPCAST, PRECISION, HAS_WINDOW, HAS_SOFTCAP, KEY_MAJOR)
-        dk, dv = _dkdv_query_blocks(dk, dv, k_tile, v_tile, q_base, do_base, lse_base, delta_base, keep, cols, offs_m,
+                                    BLOCK_M, CAUSAL, HAS_KPM, UPCAST, PRECISION, HAS_WINDOW, HAS_SOFTCAP)
+        dk, dv = _dkdv_query_blocks(dk, dv, k_t, v_t, q_base, do_base, lse_base, delta_base, keep, cols, offs_m,
                                     offs_d, stride_q_s, stride_do_s, stride_lse_part, full_lo, full_hi,
                                     len_q, diag, qk_scale, softcap_scale, woff, win_left, win_right,
-                                    BLOCK_M, False, HAS_KPM, UPCAST, PRECISION, False, HAS_SOFTCAP, KEY_MAJOR)
+                                    BLOCK_M, False, HAS_KPM, UPCAST, PRECISION, False, HAS_SOFTCAP)
         if HAS_WINDOW:  # the rows past the window's left edge of the tile's first key
-            dk, dv = _dkdv_query_blocks(dk, dv, k_tile, v_tile, q_base, do_base, lse_base, delta_base, keep, cols, offs_m,
+            dk, dv = _dkdv_query_blocks(dk, dv, k_t, v_t, q_base, do_base, lse_base, delta_base, keep, cols, offs_m,
                                         offs_d, stride_q_s, stride_do_s, stride_lse_part,
                                         tl.maximum(full_hi, full_lo), hi, len_q, diag, qk_scale, softcap_scale, woff,
                                         win_left, win_right, BLOCK_M, CAUSAL, HAS_KPM, UPCAST, PRECISION,
-                                        HAS_WINDOW, HAS_SOFTCAP, KEY_MAJOR)
+                                        HAS_WINDOW, HAS_SOFTCAP)
 
     dk_base = DK + b64 * stride_dk_b + k_start * stride_dk_s + kv_head * stride_dk_h
     dv_base = DV + b64 * stride_dv_b + k_start * stride_dv_s + kv_head * stride_dv_h
@@ -478,7 +450,7 @@ def _dq_key_blocks(dq, q, do, row_max, log_sum, delta, k_base, v_base, kpm_row, 
                                   CAUSAL, HAS_KPM, MASKED, HAS_WINDOW)
         p = tl.exp2((s - row_max[:, None]) - log_sum[:, None])
         dp = _dot(do, v_t, UPCAST, PRECISION)
-        ds = _softmax_grad(p, dp, delta[:, None])
+        ds = _softmax_grad(p, dp, delta)
         if HAS_SOFTCAP:
             ds = ds * slope
         dq += _dot(ds.to(k_t.dtype), tl.trans(k_t), UPCAST, PRECISION)

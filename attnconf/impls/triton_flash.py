@@ -54,17 +54,13 @@ class Blocks:
     block_n: int
     num_warps: int = 4
     num_stages: int = 2
-    # dK/dV only: recompute the scores key-major (S^T = K Q^T) for 16-bit inputs, so P^T and dS^T need no on-chip
-    # transpose; float32 always keeps the forward's operand roles (see _triton_kernels._dkdv_query_blocks)
-    key_major: bool = False
 
 
 # The interpreter runs programs one after the other as numpy code and pays both per operation and per element:
 # 64x64 tiles measured fastest on CI's CPUs (32x32 ran 2-3x slower, 128x128 2x slower); num_warps and num_stages
 # mean nothing there. Equal tile shapes in all kernels also make the backward's recomputed scores round exactly
 # as the forward's did (numpy's matrix product may round differently for other shapes).
-INTERPRETER_BLOCKS = {"forward": Blocks(64, 64), "dkdv": Blocks(64, 64, key_major=True), "dq": Blocks(64, 64),
-                      "delta": Blocks(64, 64)}
+INTERPRETER_BLOCKS = {"forward": Blocks(64, 64), "dkdv": Blocks(64, 64), "dq": Blocks(64, 64), "delta": Blocks(64, 64)}
 
 # GPU tiles per (kernel, float32?, head dim), for an H100. Each was compiled for sm_90 (scripts/triton_resources.py,
 # no GPU needed) and chosen to keep its values in registers (at most a few dozen bytes spilled in some mask or
@@ -96,8 +92,8 @@ DELTA_BLOCKS = Blocks(128, 128, 4, 1)  # block_m rows per program; an elementwis
 
 
 def _apply_override(text: str | None) -> None:
-    """ATTNCONF_TRITON_BLOCKS='{"dkdv": [64, 64, 4, 2, true], ...}': the 16-bit D = 64 tiles of the named kernels
-    (Blocks' fields in order; later ones may be left out), for a measurement (scripts/gpu_triton_tiles.py tests and times a candidate through the whole suite this way)."""
+    """ATTNCONF_TRITON_BLOCKS='{"dkdv": [64, 64, 4, 2], ...}': the 16-bit D = 64 tiles of the named kernels, for a
+    measurement (scripts/gpu_triton_tiles.py tests and times a candidate through the whole suite this way)."""
     for kernel, values in json.loads(text).items() if text else ():
         GPU_BLOCKS[(kernel, False, 64)] = Blocks(*values)
 
@@ -267,7 +263,7 @@ def _backward(dout, q, k, v, out, lse, kpm, cu_q, cu_k, problem: Problem):
             *_strides(dk, varlen), *_strides(dv, varlen), *_lse_strides(problem, lse), *mask_strides,
             problem.seqlen_q, problem.seqlen_k, problem.group, *score_scales, problem.scale,
             BLOCK_M=blocks.block_m, BLOCK_N=blocks.block_n, num_warps=blocks.num_warps,
-            num_stages=blocks.num_stages, KEY_MAJOR=blocks.key_major and q.dtype != torch.float32, **common,
+            num_stages=blocks.num_stages, **common,
         )
         blocks = blocks_for("dq", problem.head_dim, q.dtype)
         grid = (triton.cdiv(problem.seqlen_q, blocks.block_m), problem.heads_q, problem.batch)
