@@ -4,7 +4,7 @@
 # For each shape (SHAPES, "batch:seqlen:causal" words; default the peer table's 4k and 16k, full and causal) ncu
 # profiles one forward+backward (scripts/triton_ncu_workload.py) with the full section set and the clocks left
 # alone (--clock-control none, as the device tool's METHOD.md asks). Back in $OUT: <shape>.ncu-rep (open in
-# Nsight Compute), <shape>.csv (every metric of every kernel, ncu --page raw), summary.txt, and pipes.txt: per
+# Nsight Compute), <shape>.csv.gz (every metric of every kernel, ncu --page raw), summary.txt, and pipes.txt: per
 # kernel its duration and the busiest pipes (tensor, FMA, ALU, XU = the exp2 unit), issue-slot use and occupancy.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -34,14 +34,19 @@ for path in sorted(out.glob("*.csv")):
     if len(rows) < 3:
         continue
     header, body = rows[0], rows[2:]  # row 1 holds the units
-    pipes = [h for h in header if h.startswith("sm__inst_executed_pipe_") and h.endswith("pct_of_peak_sustained_active")
-             or h.startswith("sm__pipe_") and h.endswith("pct_of_peak_sustained_active")]
+    pipes = [h for h in header if h.startswith(("sm__inst_executed_pipe_", "sm__pipe_"))
+             and h.endswith(".avg.pct_of_peak_sustained_active")]
+    stalls = [h for h in header if h.startswith("smsp__average_warps_issue_stalled_")
+              and h.endswith("_per_issue_active.ratio")]
     print(f"== {path.stem}")
     for row in body:
         values = dict(zip(header, row))
         print(f"  {values.get('Kernel Name', '?')[:40]}: " + ", ".join(f"{w.split('.')[0]}={values.get(w, '?')}" for w in WANTED))
         busiest = sorted(((float(values[p].replace(',', '') or 0), p) for p in pipes if values.get(p, '').replace(',', '').replace('.', '', 1).isdigit()), reverse=True)[:12]
-        print("    " + "; ".join(f"{p.split('.')[0]}={v:.1f}" for v, p in busiest))
+        print("    pipes %: " + "; ".join(f"{p.split('.')[0]}={v:.1f}" for v, p in busiest))
+        waits = sorted(((float(values[h]), h) for h in stalls if values.get(h, "").replace(".", "", 1).isdigit()),
+                       reverse=True)[:8]
+        print("    stalls per issue: " + "; ".join(f"{h[34:-23]}={v:.2f}" for v, h in waits))
 PY
-(cd "$out" && tar czf logs.tar.gz ./*.log && rm -f ./*.log)
+(cd "$out" && tar czf logs.tar.gz ./*.log && rm -f ./*.log && gzip -f ./*.csv)
 cat "$out/summary.txt" "$out/pipes.txt"

@@ -5,7 +5,7 @@ compiler made of each tile configuration (registers, spilled bytes "STACK", shar
 products became Hopper's wgmma) before any GPU time is spent. Usage, from the repository root:
 
     python scripts/triton_resources.py                       # the configured tiles (GPU_BLOCKS), bf16 and fp32
-    python scripts/triton_resources.py dkdv bf16 64 64x64x4x3 128x64x8x3   # candidates: BMxBNxWARPSxSTAGES
+    python scripts/triton_resources.py dkdv bf16 64 64x64x4x3 128x64x8x3   # candidates: BMxBNxWARPSxSTAGES[xMAXNREG]
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def resources(kernel: str, dtype: str, head_dim: int, blocks: triton_flash.Block
                       HAS_WINDOW=window, HAS_SOFTCAP=softcap)
     types = signature(fn, dtype, constexprs)
     compiled = triton.compile(ASTSource(fn, types, constexprs=constexprs, attrs=divisibility(fn, types)), target=TARGET,
-                              options=dict(num_warps=blocks.num_warps, num_stages=blocks.num_stages))
+                              options=blocks.launch_options())
     with tempfile.NamedTemporaryFile(suffix=".cubin") as cubin:
         cubin.write(compiled.asm["cubin"])
         cubin.flush()

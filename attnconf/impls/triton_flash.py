@@ -54,6 +54,15 @@ class Blocks:
     block_n: int
     num_warps: int = 4
     num_stages: int = 2
+    # a register cap per thread (Triton's maxnreg; None: the compiler's choice): fewer registers can let one more
+    # program share a multiprocessor, at the price of spills where the cap is below what the kernel wants
+    maxnreg: int | None = None
+
+    def launch_options(self) -> dict:
+        options = dict(num_warps=self.num_warps, num_stages=self.num_stages)
+        if self.maxnreg is not None:  # the interpreter knows no maxnreg; it is never set there
+            options["maxnreg"] = self.maxnreg
+        return options
 
 
 # The interpreter runs programs one after the other as numpy code and pays both per operation and per element:
@@ -92,8 +101,8 @@ DELTA_BLOCKS = Blocks(128, 128, 4, 1)  # block_m rows per program; an elementwis
 
 
 def _apply_override(text: str | None) -> None:
-    """ATTNCONF_TRITON_BLOCKS='{"dkdv": [64, 64, 4, 2], ...}': the 16-bit D = 64 tiles of the named kernels, for a
-    measurement (scripts/gpu_triton_tiles.py tests and times a candidate through the whole suite this way)."""
+    """ATTNCONF_TRITON_BLOCKS='{"dq": [128, 64, 8, 3, 128], ...}': the 16-bit D = 64 tiles of the named kernels
+    (Blocks' fields in order, maxnreg optional), for a measurement (scripts/gpu_triton_tiles.py tests and times a candidate through the whole suite this way)."""
     for kernel, values in json.loads(text).items() if text else ():
         GPU_BLOCKS[(kernel, False, 64)] = Blocks(*values)
 
@@ -225,7 +234,7 @@ def _forward(q, k, v, kpm, cu_q, cu_k, problem: Problem):
             *_strides(out, problem.varlen), *_lse_strides(problem, lse), *mask_strides,
             problem.seqlen_q, problem.seqlen_k, problem.group, *_score_scales(problem),
             HEAD_DIM=problem.head_dim, BLOCK_M=blocks.block_m, BLOCK_N=blocks.block_n, HAS_KPM=kpm is not None,
-            IS_VARLEN=problem.varlen, num_warps=blocks.num_warps, num_stages=blocks.num_stages,
+            IS_VARLEN=problem.varlen, **blocks.launch_options(),
             **_causal_options(problem), **_dot_options(q.dtype),
         )
     return out, lse
@@ -253,7 +262,7 @@ def _backward(dout, q, k, v, out, lse, kpm, cu_q, cu_k, problem: Problem):
                                                       problem.batch)](
             out, dout, delta, cu_q_arg, *_strides(out, varlen), *_strides(dout, varlen), *_row_stats(problem, delta),
             problem.seqlen_q, HEAD_DIM=problem.head_dim, BLOCK_M=pre.block_m, IS_VARLEN=varlen,
-            num_warps=pre.num_warps, num_stages=pre.num_stages,
+            **pre.launch_options(),
         )
         blocks = blocks_for("dkdv", problem.head_dim, q.dtype)
         grid = (triton.cdiv(problem.seqlen_k, blocks.block_n), problem.heads_kv, problem.batch)
@@ -262,8 +271,7 @@ def _backward(dout, q, k, v, out, lse, kpm, cu_q, cu_k, problem: Problem):
             *_strides(q, varlen), *_strides(k, varlen), *_strides(v, varlen), *_strides(dout, varlen),
             *_strides(dk, varlen), *_strides(dv, varlen), *_lse_strides(problem, lse), *mask_strides,
             problem.seqlen_q, problem.seqlen_k, problem.group, *score_scales, problem.scale,
-            BLOCK_M=blocks.block_m, BLOCK_N=blocks.block_n, num_warps=blocks.num_warps,
-            num_stages=blocks.num_stages, **common,
+            BLOCK_M=blocks.block_m, BLOCK_N=blocks.block_n, **blocks.launch_options(), **common,
         )
         blocks = blocks_for("dq", problem.head_dim, q.dtype)
         grid = (triton.cdiv(problem.seqlen_q, blocks.block_m), problem.heads_q, problem.batch)
@@ -272,8 +280,7 @@ def _backward(dout, q, k, v, out, lse, kpm, cu_q, cu_k, problem: Problem):
             *_strides(q, varlen), *_strides(k, varlen), *_strides(v, varlen), *_strides(dout, varlen),
             *_strides(dq, varlen), *_lse_strides(problem, lse), *mask_strides,
             problem.seqlen_q, problem.seqlen_k, problem.group, *score_scales, problem.scale,
-            BLOCK_M=blocks.block_m, BLOCK_N=blocks.block_n, num_warps=blocks.num_warps,
-            num_stages=blocks.num_stages, **common,
+            BLOCK_M=blocks.block_m, BLOCK_N=blocks.block_n, **blocks.launch_options(), **common,
         )
     return dq, dk, dv
 
