@@ -269,14 +269,16 @@ def attention_forward_kernel(
 
 @triton.jit(do_not_specialize=_RUNTIME_INTS)
 def attention_backward_preprocess_kernel(
-    O, DO, DELTA, CU_Q,
+    O, DO, DELTA, CU_Q, LSE, LSE_SUM,
     stride_o_b, stride_o_s, stride_o_h,
     stride_do_b, stride_do_s, stride_do_h,
-    stride_delta_b, stride_delta_h,
+    stride_delta_b, stride_delta_h, stride_lse_part,
     seqlen_q,
-    HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, IS_VARLEN: tl.constexpr,
+    HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, IS_VARLEN: tl.constexpr, SINGLE_LSE: tl.constexpr,
 ):
-    """delta = rowsum(dO * O) in float32, the term the softmax's backward subtracts: dS = P * (dP - delta)."""
+    """delta = rowsum(dO * O) in float32, the term the softmax's backward subtracts: dS = P * (dP - delta).
+
+    With ``SINGLE_LSE`` also ``m + log2(l)`` per row into LSE_SUM (same strides as delta and the lse's parts)."""
     pid_m, head, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     q_start, len_q = _sequence(CU_Q, b, seqlen_q, IS_VARLEN)
     start_m = pid_m * BLOCK_M
@@ -292,15 +294,41 @@ def attention_backward_preprocess_kernel(
     do = tl.load(do_base + rows[:, None] * stride_do_s + offs_d[None, :], mask=in_seq[:, None], other=0.0)
     delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)
     tl.store(DELTA + b64 * stride_delta_b + head * stride_delta_h + q_start + rows, delta, mask=in_seq)
+    if SINGLE_LSE:
+        lse_rows = b64 * stride_delta_b + head * stride_delta_h + q_start + rows
+        row_max = tl.load(LSE + lse_rows, mask=in_seq, other=0.0)
+        log_sum = tl.load(LSE + stride_lse_part + lse_rows, mask=in_seq, other=0.0)
+        tl.store(LSE_SUM + lse_rows, row_max + log_sum, mask=in_seq)  # +inf for a row that sees no key
 
 
 @triton.jit
-def _dkdv_query_blocks(dk, dv, k_t, v_t, q_base, do_base, lse_base, delta_base, keep, cols, offs_m, offs_d,
+def _row_lse(lse_base, lse_sum_base, stride_lse_part, rows, in_seq, SINGLE_LSE: tl.constexpr):
+    """The rows' log-sum-exp as the backward uses it: (m + log2 l, unused 0) with ``SINGLE_LSE``, else (m, log2 l).
+    Rows past the sequence get log2 l (or the sum) +inf, so their p is exactly 0."""
+    if SINGLE_LSE:
+        return tl.load(lse_sum_base + rows, mask=in_seq, other=float("inf")), 0.0
+    else:
+        return (tl.load(lse_base + rows, mask=in_seq, other=0.0),
+                tl.load(lse_base + stride_lse_part + rows, mask=in_seq, other=float("inf")))
+
+
+@triton.jit
+def _probabilities(s, row_max, log_sum, SINGLE_LSE: tl.constexpr):
+    """p = exp2(s - lse) of a [rows, keys] tile: one subtraction per score with ``SINGLE_LSE``, else two."""
+    if SINGLE_LSE:
+        return tl.exp2(s - row_max[:, None])
+    else:
+        return tl.exp2((s - row_max[:, None]) - log_sum[:, None])
+
+
+@triton.jit
+def _dkdv_query_blocks(dk, dv, k_t, v_t, q_base, do_base, lse_base, lse_sum_base, delta_base, keep, cols, offs_m,
+                       offs_d,
                        stride_q_s, stride_do_s, stride_lse_part, lo, hi, len_q, diag, qk_scale, softcap_scale,
                        woff, win_left, win_right,
                        BLOCK_M: tl.constexpr, CAUSAL_MASK: tl.constexpr, HAS_KPM: tl.constexpr,
                        UPCAST: tl.constexpr, PRECISION: tl.constexpr, WINDOW_MASK: tl.constexpr,
-                       HAS_SOFTCAP: tl.constexpr):
+                       HAS_SOFTCAP: tl.constexpr, SINGLE_LSE: tl.constexpr):
     """Accumulate one head's contributions to dK and dV of one key tile over query blocks [lo, hi).
 
     Scores are recomputed exactly as the forward computed them (q times transposed k, same operand roles), so the
@@ -312,9 +340,11 @@ def _dkdv_query_blocks(dk, dv, k_t, v_t, q_base, do_base, lse_base, delta_base, 
         rows = start_m + offs_m
         in_seq = rows < len_q
         q = tl.load(q_base + rows[:, None] * stride_q_s + offs_d[None, :], mask=in_seq[:, None], other=0.0)
-        row_max = tl.load(lse_base + rows, mask=in_seq, other=0.0)
-        log_sum = tl.load(lse_base + stride_lse_part + rows, mask=in_seq, other=float("inf"))
+        row_max, log_sum = _row_lse(lse_base, lse_sum_base, stride_lse_part, rows, in_seq, SINGLE_LSE)
         s, slope = _scores(q, k_t, qk_scale, softcap_scale, UPCAST, PRECISION, HAS_SOFTCAP)
+        # dP does not depend on P: issued before the softmax, its product can run while exp2 does
+        do = tl.load(do_base + rows[:, None] * stride_do_s + offs_d[None, :], mask=in_seq[:, None], other=0.0)
+        dp = _dot(do, v_t, UPCAST, PRECISION)
         if CAUSAL_MASK:
             s = tl.where(cols[None, :] <= rows[:, None] + diag, s, float("-inf"))
         if WINDOW_MASK:
@@ -322,11 +352,9 @@ def _dkdv_query_blocks(dk, dv, k_t, v_t, q_base, do_base, lse_base, delta_base, 
                          float("-inf"))
         if HAS_KPM:
             s = tl.where(keep[None, :], s, float("-inf"))
-        p = tl.exp2((s - row_max[:, None]) - log_sum[:, None])
-        do = tl.load(do_base + rows[:, None] * stride_do_s + offs_d[None, :], mask=in_seq[:, None], other=0.0)
+        p = _probabilities(s, row_max, log_sum, SINGLE_LSE)
         dv += _dot(tl.trans(p.to(do.dtype)), do, UPCAST, PRECISION)
         delta = tl.load(delta_base + rows, mask=in_seq, other=0.0)
-        dp = _dot(do, v_t, UPCAST, PRECISION)
         ds = _softmax_grad(p, dp, delta)
         if HAS_SOFTCAP:  # through cap * tanh(s / cap)
             ds = ds * slope
@@ -343,7 +371,7 @@ def _query_blocks(lo, full_lo, len_q, BLOCK_M: tl.constexpr):
 
 @triton.jit(do_not_specialize=_RUNTIME_INTS)
 def attention_backward_dkdv_kernel(
-    Q, K, V, DO, LSE, DELTA, DK, DV, KPM, CU_Q, CU_K,
+    Q, K, V, DO, LSE, LSE_SUM, DELTA, DK, DV, KPM, CU_Q, CU_K,
     stride_q_b, stride_q_s, stride_q_h,
     stride_k_b, stride_k_s, stride_k_h,
     stride_v_b, stride_v_s, stride_v_h,
@@ -356,6 +384,7 @@ def attention_backward_dkdv_kernel(
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, IS_VARLEN: tl.constexpr,
     UPCAST: tl.constexpr, PRECISION: tl.constexpr, HAS_WINDOW: tl.constexpr, HAS_SOFTCAP: tl.constexpr,
+    SINGLE_LSE: tl.constexpr,
 ):
     """One program: dK and dV of BLOCK_N keys of one kv head, summed over the query heads of its group.
 
@@ -407,21 +436,25 @@ def attention_backward_dkdv_kernel(
         q_base = Q + b64 * stride_q_b + q_start * stride_q_s + head * stride_q_h
         do_base = DO + b64 * stride_do_b + q_start * stride_do_s + head * stride_do_h
         lse_base = LSE + b64 * stride_lse_b + head * stride_lse_h + q_start
+        lse_sum_base = LSE_SUM + b64 * stride_lse_b + head * stride_lse_h + q_start
         delta_base = DELTA + b64 * stride_lse_b + head * stride_lse_h + q_start
-        dk, dv = _dkdv_query_blocks(dk, dv, k_t, v_t, q_base, do_base, lse_base, delta_base, keep, cols, offs_m,
+        dk, dv = _dkdv_query_blocks(dk, dv, k_t, v_t, q_base, do_base, lse_base, lse_sum_base, delta_base, keep, cols,
+                                    offs_m,
                                     offs_d, stride_q_s, stride_do_s, stride_lse_part, lo, tl.minimum(full_lo, hi),
                                     len_q, diag, qk_scale, softcap_scale, woff, win_left, win_right,
-                                    BLOCK_M, CAUSAL, HAS_KPM, UPCAST, PRECISION, HAS_WINDOW, HAS_SOFTCAP)
-        dk, dv = _dkdv_query_blocks(dk, dv, k_t, v_t, q_base, do_base, lse_base, delta_base, keep, cols, offs_m,
+                                    BLOCK_M, CAUSAL, HAS_KPM, UPCAST, PRECISION, HAS_WINDOW, HAS_SOFTCAP, SINGLE_LSE)
+        dk, dv = _dkdv_query_blocks(dk, dv, k_t, v_t, q_base, do_base, lse_base, lse_sum_base, delta_base, keep, cols,
+                                    offs_m,
                                     offs_d, stride_q_s, stride_do_s, stride_lse_part, full_lo, full_hi,
                                     len_q, diag, qk_scale, softcap_scale, woff, win_left, win_right,
-                                    BLOCK_M, False, HAS_KPM, UPCAST, PRECISION, False, HAS_SOFTCAP)
+                                    BLOCK_M, False, HAS_KPM, UPCAST, PRECISION, False, HAS_SOFTCAP, SINGLE_LSE)
         if HAS_WINDOW:  # the rows past the window's left edge of the tile's first key
-            dk, dv = _dkdv_query_blocks(dk, dv, k_t, v_t, q_base, do_base, lse_base, delta_base, keep, cols, offs_m,
+            dk, dv = _dkdv_query_blocks(dk, dv, k_t, v_t, q_base, do_base, lse_base, lse_sum_base, delta_base, keep, cols,
+                                    offs_m,
                                         offs_d, stride_q_s, stride_do_s, stride_lse_part,
                                         tl.maximum(full_hi, full_lo), hi, len_q, diag, qk_scale, softcap_scale, woff,
                                         win_left, win_right, BLOCK_M, CAUSAL, HAS_KPM, UPCAST, PRECISION,
-                                        HAS_WINDOW, HAS_SOFTCAP)
+                                        HAS_WINDOW, HAS_SOFTCAP, SINGLE_LSE)
 
     dk_base = DK + b64 * stride_dk_b + k_start * stride_dk_s + kv_head * stride_dk_h
     dv_base = DV + b64 * stride_dv_b + k_start * stride_dv_s + kv_head * stride_dv_h
@@ -437,7 +470,7 @@ def _dq_key_blocks(dq, q, do, row_max, log_sum, delta, k_base, v_base, kpm_row, 
                    win_left, win_right,
                    BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, MASKED: tl.constexpr,
                    UPCAST: tl.constexpr, PRECISION: tl.constexpr, HAS_WINDOW: tl.constexpr,
-                   HAS_SOFTCAP: tl.constexpr):
+                   HAS_SOFTCAP: tl.constexpr, SINGLE_LSE: tl.constexpr):
     """Accumulate dQ of one query tile over key blocks [lo, hi): dQ += dS K with dS = P * (dP - delta)."""
     for start_n in range(lo, hi, BLOCK_N):
         cols = start_n + offs_n
@@ -448,7 +481,7 @@ def _dq_key_blocks(dq, q, do, row_max, log_sum, delta, k_base, v_base, kpm_row, 
         s, slope = _scores(q, k_t, qk_scale, softcap_scale, UPCAST, PRECISION, HAS_SOFTCAP)
         s = _key_block_visibility(s, rows, cols, len_k, diag, kpm_row, stride_mask_s, woff, win_left, win_right,
                                   CAUSAL, HAS_KPM, MASKED, HAS_WINDOW)
-        p = tl.exp2((s - row_max[:, None]) - log_sum[:, None])
+        p = _probabilities(s, row_max, log_sum, SINGLE_LSE)
         dp = _dot(do, v_t, UPCAST, PRECISION)
         ds = _softmax_grad(p, dp, delta)
         if HAS_SOFTCAP:
@@ -459,7 +492,7 @@ def _dq_key_blocks(dq, q, do, row_max, log_sum, delta, k_base, v_base, kpm_row, 
 
 @triton.jit(do_not_specialize=_RUNTIME_INTS)
 def attention_backward_dq_kernel(
-    Q, K, V, DO, LSE, DELTA, DQ, KPM, CU_Q, CU_K,
+    Q, K, V, DO, LSE, LSE_SUM, DELTA, DQ, KPM, CU_Q, CU_K,
     stride_q_b, stride_q_s, stride_q_h,
     stride_k_b, stride_k_s, stride_k_h,
     stride_v_b, stride_v_s, stride_v_h,
@@ -471,6 +504,7 @@ def attention_backward_dq_kernel(
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, IS_VARLEN: tl.constexpr,
     UPCAST: tl.constexpr, PRECISION: tl.constexpr, HAS_WINDOW: tl.constexpr, HAS_SOFTCAP: tl.constexpr,
+    SINGLE_LSE: tl.constexpr,
 ):
     """One program: dQ of BLOCK_M query rows of one head (its own tile: no atomics)."""
     pid_m, head, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
@@ -490,8 +524,8 @@ def attention_backward_dq_kernel(
     q = tl.load(q_base + rows[:, None] * stride_q_s + offs_d[None, :], mask=in_seq[:, None], other=0.0)
     do = tl.load(do_base + rows[:, None] * stride_do_s + offs_d[None, :], mask=in_seq[:, None], other=0.0)
     lse_base = LSE + b64 * stride_lse_b + head * stride_lse_h + q_start
-    row_max = tl.load(lse_base + rows, mask=in_seq, other=0.0)
-    log_sum = tl.load(lse_base + stride_lse_part + rows, mask=in_seq, other=float("inf"))
+    lse_sum_base = LSE_SUM + b64 * stride_lse_b + head * stride_lse_h + q_start
+    row_max, log_sum = _row_lse(lse_base, lse_sum_base, stride_lse_part, rows, in_seq, SINGLE_LSE)
     delta = tl.load(DELTA + b64 * stride_lse_b + head * stride_lse_h + q_start + rows, mask=in_seq, other=0.0)
     k_base = K + b64 * stride_k_b + k_start * stride_k_s + kv_head * stride_k_h
     v_base = V + b64 * stride_v_b + k_start * stride_v_s + kv_head * stride_v_h
@@ -507,15 +541,15 @@ def attention_backward_dq_kernel(
         dq = _dq_key_blocks(dq, q, do, row_max, log_sum, delta, k_base, v_base, kpm_row, rows, offs_n, offs_d,
                             stride_k_s, stride_v_s, stride_mask_s, lo, tl.minimum(full_lo, hi), len_k, diag, qk_scale,
                             softcap_scale, woff, win_left, win_right, BLOCK_N, CAUSAL, HAS_KPM, True, UPCAST,
-                            PRECISION, HAS_WINDOW, HAS_SOFTCAP)
+                            PRECISION, HAS_WINDOW, HAS_SOFTCAP, SINGLE_LSE)
     dq = _dq_key_blocks(dq, q, do, row_max, log_sum, delta, k_base, v_base, kpm_row, rows, offs_n, offs_d, stride_k_s,
                         stride_v_s, stride_mask_s, full_lo, full_hi, len_k, diag, qk_scale, softcap_scale, woff,
                         win_left, win_right, BLOCK_N, CAUSAL, HAS_KPM, False, UPCAST, PRECISION, HAS_WINDOW,
-                        HAS_SOFTCAP)
+                        HAS_SOFTCAP, SINGLE_LSE)
     dq = _dq_key_blocks(dq, q, do, row_max, log_sum, delta, k_base, v_base, kpm_row, rows, offs_n, offs_d, stride_k_s,
                         stride_v_s, stride_mask_s, tl.maximum(full_hi, full_lo), hi, len_k, diag, qk_scale,
                         softcap_scale, woff, win_left, win_right, BLOCK_N, CAUSAL, HAS_KPM, True, UPCAST, PRECISION,
-                        HAS_WINDOW, HAS_SOFTCAP)
+                        HAS_WINDOW, HAS_SOFTCAP, SINGLE_LSE)
     dq_base = DQ + b64 * stride_dq_b + q_start * stride_dq_s + head * stride_dq_h
     tl.store(dq_base + rows[:, None] * stride_dq_s + offs_d[None, :], (dq * sm_scale).to(DQ.dtype.element_ty),
              mask=in_seq[:, None])

@@ -91,7 +91,9 @@ GPU_BLOCKS = {
     ("dkdv", True, 64): Blocks(32, 32, 8, 1),
     ("dkdv", True, 128): Blocks(16, 32, 4, 1),
     ("dq", False, 32): Blocks(128, 64, 8, 3),
-    ("dq", False, 64): Blocks(128, 64, 8, 3),
+    # capped at 128 registers (136 uncapped, no spill) two dQ programs share a multiprocessor: +3.5 to +7% forward+
+    # backward on an H200 (notes/triton-kernel.md, version 7); D = 32 needs 118 anyway, D = 128 would spill
+    ("dq", False, 64): Blocks(128, 64, 8, 3, maxnreg=128),
     ("dq", False, 128): Blocks(128, 64, 8, 3),
     ("dq", True, 32): Blocks(32, 32, 8, 1),
     ("dq", True, 64): Blocks(32, 32, 8, 1),
@@ -177,6 +179,18 @@ def _dot_options(dtype: torch.dtype) -> dict:
     )
 
 
+# The backward's p = exp2(s - lse) for 16-bit inputs with lse = m + log2(l) in one float32 number, one subtraction per
+# score (float32 keeps the two parts, see _triton_kernels). Summed, log2(l) loses what lies below half a unit of m
+# (a relative 3e-5 of p at m = 1000), far below a 16-bit bound; a row whose weight sits on one key has l = 1, so
+# m + log2(l) = m exactly and its p stays exactly 1.
+# ATTNCONF_TRITON_LSE=two keeps the two parts for 16-bit inputs too: the measurement's baseline (notes, version 8).
+SINGLE_LSE_16BIT = os.environ.get("ATTNCONF_TRITON_LSE", "single") != "two"
+
+
+def _single_lse(dtype: torch.dtype) -> bool:
+    return SINGLE_LSE_16BIT and dtype != torch.float32
+
+
 def _causal_options(problem: Problem) -> dict:
     return dict(CAUSAL=problem.causal is not None, bottom_right=int(problem.causal == BOTTOM_RIGHT),
                 HAS_SOFTCAP=problem.softcap is not None, **_window_options(problem))
@@ -249,25 +263,28 @@ def _backward(dout, q, k, v, out, lse, kpm, cu_q, cu_k, problem: Problem):
     dout = _last_dim_contiguous(dout)
     varlen = problem.varlen
     delta = torch.empty_like(lse[0])
+    single_lse = _single_lse(q.dtype)
+    lse_sum = torch.empty_like(lse[0]) if single_lse else delta  # (unused without single_lse)
     cu_q_arg = cu_q if cu_q is not None else q
     cu_k_arg = cu_k if cu_k is not None else q
     kpm_arg = kpm if kpm is not None else q
     mask_strides = (kpm.stride(0), kpm.stride(1)) if kpm is not None else (0, 0)
-    common = dict(HEAD_DIM=problem.head_dim, HAS_KPM=kpm is not None, IS_VARLEN=varlen,
+    common = dict(HEAD_DIM=problem.head_dim, HAS_KPM=kpm is not None, IS_VARLEN=varlen, SINGLE_LSE=single_lse,
                   **_causal_options(problem), **_dot_options(q.dtype))
     score_scales = _score_scales(problem)
     with _device_guard(q):
         pre = blocks_for("delta", problem.head_dim, q.dtype)
         kernels.attention_backward_preprocess_kernel[(triton.cdiv(problem.seqlen_q, pre.block_m), problem.heads_q,
                                                       problem.batch)](
-            out, dout, delta, cu_q_arg, *_strides(out, varlen), *_strides(dout, varlen), *_row_stats(problem, delta),
-            problem.seqlen_q, HEAD_DIM=problem.head_dim, BLOCK_M=pre.block_m, IS_VARLEN=varlen,
+            out, dout, delta, cu_q_arg, lse, lse_sum, *_strides(out, varlen), *_strides(dout, varlen),
+            *_row_stats(problem, delta), lse.stride(0), problem.seqlen_q, HEAD_DIM=problem.head_dim,
+            BLOCK_M=pre.block_m, IS_VARLEN=varlen, SINGLE_LSE=single_lse,
             **pre.launch_options(),
         )
         blocks = blocks_for("dkdv", problem.head_dim, q.dtype)
         grid = (triton.cdiv(problem.seqlen_k, blocks.block_n), problem.heads_kv, problem.batch)
         kernels.attention_backward_dkdv_kernel[grid](
-            q, k, v, dout, lse, delta, dk, dv, kpm_arg, cu_q_arg, cu_k_arg,
+            q, k, v, dout, lse, lse_sum, delta, dk, dv, kpm_arg, cu_q_arg, cu_k_arg,
             *_strides(q, varlen), *_strides(k, varlen), *_strides(v, varlen), *_strides(dout, varlen),
             *_strides(dk, varlen), *_strides(dv, varlen), *_lse_strides(problem, lse), *mask_strides,
             problem.seqlen_q, problem.seqlen_k, problem.group, *score_scales, problem.scale,
@@ -276,7 +293,7 @@ def _backward(dout, q, k, v, out, lse, kpm, cu_q, cu_k, problem: Problem):
         blocks = blocks_for("dq", problem.head_dim, q.dtype)
         grid = (triton.cdiv(problem.seqlen_q, blocks.block_m), problem.heads_q, problem.batch)
         kernels.attention_backward_dq_kernel[grid](
-            q, k, v, dout, lse, delta, dq, kpm_arg, cu_q_arg, cu_k_arg,
+            q, k, v, dout, lse, lse_sum, delta, dq, kpm_arg, cu_q_arg, cu_k_arg,
             *_strides(q, varlen), *_strides(k, varlen), *_strides(v, varlen), *_strides(dout, varlen),
             *_strides(dq, varlen), *_lse_strides(problem, lse), *mask_strides,
             problem.seqlen_q, problem.seqlen_k, problem.group, *score_scales, problem.scale,
