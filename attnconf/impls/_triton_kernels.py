@@ -483,7 +483,10 @@ def _dq_key_blocks(dq, q, do, row_max, log_sum, delta, k_base, v_base, kpm_row, 
                                   CAUSAL, HAS_KPM, MASKED, HAS_WINDOW)
         p = _probabilities(s, row_max, log_sum, SINGLE_LSE)
         dp = _dot(do, v_t, UPCAST, PRECISION)
-        ds = _softmax_grad(p, dp, delta)
+        if SINGLE_LSE:  # one-key rows already have p = 0 (see attention_backward_dq_kernel)
+            ds = p * (dp - delta[:, None])
+        else:
+            ds = _softmax_grad(p, dp, delta)
         if HAS_SOFTCAP:
             ds = ds * slope
         dq += _dot(ds.to(k_t.dtype), tl.trans(k_t), UPCAST, PRECISION)
@@ -492,7 +495,7 @@ def _dq_key_blocks(dq, q, do, row_max, log_sum, delta, k_base, v_base, kpm_row, 
 
 @triton.jit(do_not_specialize=_RUNTIME_INTS)
 def attention_backward_dq_kernel(
-    Q, K, V, DO, LSE, LSE_SUM, DELTA, DQ, KPM, CU_Q, CU_K,
+    Q, K, V, DO, LSE, DELTA, DQ, KPM, CU_Q, CU_K,
     stride_q_b, stride_q_s, stride_q_h,
     stride_k_b, stride_k_s, stride_k_h,
     stride_v_b, stride_v_s, stride_v_h,
@@ -524,8 +527,13 @@ def attention_backward_dq_kernel(
     q = tl.load(q_base + rows[:, None] * stride_q_s + offs_d[None, :], mask=in_seq[:, None], other=0.0)
     do = tl.load(do_base + rows[:, None] * stride_do_s + offs_d[None, :], mask=in_seq[:, None], other=0.0)
     lse_base = LSE + b64 * stride_lse_b + head * stride_lse_h + q_start
-    lse_sum_base = LSE_SUM + b64 * stride_lse_b + head * stride_lse_h + q_start
-    row_max, log_sum = _row_lse(lse_base, lse_sum_base, stride_lse_part, rows, in_seq, SINGLE_LSE)
+    row_max = tl.load(lse_base + rows, mask=in_seq, other=0.0)
+    log_sum = tl.load(lse_base + stride_lse_part + rows, mask=in_seq, other=float("inf"))
+    if SINGLE_LSE:
+        # one number, m + log2(l), and +inf for a row whose weight sits on one key (l = 1): its p is then 0 for every
+        # key, so its dS, hence its dQ, is exactly 0 (as the definition's: such a row's output does not depend on q)
+        # without the P = 1 test per score that _softmax_grad makes
+        row_max = tl.where(log_sum == 0.0, float("inf"), row_max + log_sum)
     delta = tl.load(DELTA + b64 * stride_lse_b + head * stride_lse_h + q_start + rows, mask=in_seq, other=0.0)
     k_base = K + b64 * stride_k_b + k_start * stride_k_s + kv_head * stride_k_h
     v_base = V + b64 * stride_v_b + k_start * stride_v_s + kv_head * stride_v_h

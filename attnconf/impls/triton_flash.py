@@ -182,7 +182,7 @@ def _dot_options(dtype: torch.dtype) -> dict:
 # The backward's p = exp2(s - lse) for 16-bit inputs with lse = m + log2(l) in one float32 number, one subtraction per
 # score (float32 keeps the two parts, see _triton_kernels). Summed, log2(l) loses what lies below half a unit of m
 # (a relative 3e-5 of p at m = 1000), far below a 16-bit bound; a row whose weight sits on one key has l = 1, so
-# m + log2(l) = m exactly and its p stays exactly 1.
+# m + log2(l) = m exactly and its p stays exactly 1. dQ makes the sum itself, +inf for such a row (its dQ is 0).
 # ATTNCONF_TRITON_LSE=two keeps the two parts for 16-bit inputs too: the measurement's baseline (notes, version 8).
 SINGLE_LSE_16BIT = os.environ.get("ATTNCONF_TRITON_LSE", "single") != "two"
 
@@ -293,7 +293,7 @@ def _backward(dout, q, k, v, out, lse, kpm, cu_q, cu_k, problem: Problem):
         blocks = blocks_for("dq", problem.head_dim, q.dtype)
         grid = (triton.cdiv(problem.seqlen_q, blocks.block_m), problem.heads_q, problem.batch)
         kernels.attention_backward_dq_kernel[grid](
-            q, k, v, dout, lse, lse_sum, delta, dq, kpm_arg, cu_q_arg, cu_k_arg,
+            q, k, v, dout, lse, delta, dq, kpm_arg, cu_q_arg, cu_k_arg,
             *_strides(q, varlen), *_strides(k, varlen), *_strides(v, varlen), *_strides(dout, varlen),
             *_strides(dq, varlen), *_lse_strides(problem, lse), *mask_strides,
             problem.seqlen_q, problem.seqlen_k, problem.group, *score_scales, problem.scale,
