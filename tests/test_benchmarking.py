@@ -1,4 +1,4 @@
-"""The benchmark machinery (attnconf/benchmarking.py, benchmarks/): FLOP counts, cases, runners, peak memory,
+"""The benchmark machinery (attnconf/benchmarking/, benchmarks/): FLOP counts, cases, runners, peak memory,
 the pytest wiring and the deliberately slowed implementation. No timing is asserted anywhere."""
 
 from __future__ import annotations
@@ -171,7 +171,7 @@ def test_clock_lead_doubles_the_host_time_within_bounds():
 def test_device_clock_follows_the_benchmarked_device():
     benchmarking.use_device_clock(CPU)
     before = benchmarking.device_clock()
-    assert benchmarking.device_clock() >= before and benchmarking._clock is __import__("time").perf_counter
+    assert benchmarking.device_clock() >= before and benchmarking.clocks._clock is __import__("time").perf_counter
 
 
 def test_choose_rounds_fills_the_time_within_bounds():
@@ -353,7 +353,7 @@ def test_budget_is_shared_among_the_implementations_still_to_run():
 
 
 def test_a_host_bound_case_is_refused_after_warm_up_when_asked(monkeypatch):
-    monkeypatch.setattr(benchmarking, "is_host_bound", lambda host_seconds, device_type: True)
+    monkeypatch.setattr(benchmarking.runner, "is_host_bound", lambda host_seconds, device_type: True)
     bench = FakeBenchmark()
     with pytest.raises(benchmarking.HostBound, match="host-bound"):
         benchmarking.run_benchmark(bench, _eager(), case(seqlen=32), CPU, flush=lambda: None, max_time=0.0,

@@ -2,7 +2,7 @@
 
 A case is dense (q, k, v [B, S, H, D]) or varlen (a packed batch of sequences of different lengths, cu_seqlens),
 with a full or causal mask, timed for the forward, the backward or both. Each result's ``extra_info`` holds the
-shape, the FLOP count, TFLOP/s and the peak memory of one call; ``attnconf/benchmarking.py`` says how rounds are
+shape, the FLOP count, TFLOP/s and the peak memory of one call; ``attnconf/benchmarking/`` says how rounds are
 timed. Cases run cheapest first within each implementation.
 """
 
