@@ -104,6 +104,26 @@ def _takes_gqa(backend: SDPBackend, device: str) -> bool:
 FLASH_CPU_GQA = GQA and _takes_gqa(SDPBackend.FLASH_ATTENTION, "cpu")
 
 
+def _cpu_flash_bf16_error() -> str | None:
+    """Why the CPU flash kernel cannot run bfloat16 here, or None. Probed only under an emulated SIMD level: on a
+    CPU with AMX, from 64 query rows on, torch packs the operands with pack_vnni2, which then refuses any level
+    below AVX512 ("pack_vnni2 is only supported when avx512 is supported", forward and backward, torch 2.13 with
+    ATEN_CPU_CAPABILITY=avx2 on an AMX Xeon, 2026-12-02); a CPU that really has only AVX2 takes another path."""
+    emulated = compat.emulated_cpu_capability()
+    if emulated is None:
+        return None
+    q = torch.randn(1, 1, 64, 64, dtype=torch.bfloat16)
+    try:
+        sdpa_attention(q, q, q, backend=SDPBackend.FLASH_ATTENTION)
+    except RuntimeError as exc:
+        return f"{emulated}: {str(exc).splitlines()[0]}"
+    return None
+
+
+FLASH_CPU_BF16_ERROR = _cpu_flash_bf16_error()
+FLASH_CPU_DTYPES = ALL if FLASH_CPU_BF16_ERROR is None else ALL - {torch.bfloat16}
+
+
 def _variant(name: str, backend: SDPBackend, capabilities: Capabilities, probe_device: str, probe_dtype) -> Implementation:
     return register(
         Implementation(
@@ -140,13 +160,15 @@ _variant(
         devices={"cpu", "cuda"}, dtypes=ALL, head_dims={32, 64, 128}, causal={TOP_LEFT, BOTTOM_RIGHT},
         key_padding_mask=True, varlen=True, gqa=GQA, backward=True, deterministic=True, memory_efficient=True,
         window=True, alibi=True,
-        overrides={"cpu": dict(gqa=FLASH_CPU_GQA),
+        overrides={"cpu": dict(gqa=FLASH_CPU_GQA, dtypes=FLASH_CPU_DTYPES),
                    "cuda": dict(dtypes=HALF, causal_unequal=False, key_padding_mask=False, varlen=False,
                                 deterministic=False, window=False, alibi=False)},
         notes="CUDA: no attn_mask (so no key padding, window or ALiBi), causal only with seqlen_q == seqlen_k; "
         "fp16/bf16 only; CPU: sliding window and ALiBi through attn_mask; "
         f"GQA only where torch's CPU flash kernel takes enable_gqa (from 2.9; torch {torch.__version__}: "
-        f"{'yes' if FLASH_CPU_GQA else 'no, No available kernel'})",
+        f"{'yes' if FLASH_CPU_GQA else 'no, No available kernel'})"
+        + (f"; CPU bfloat16 not declared here: the kernel raises under {FLASH_CPU_BF16_ERROR}"
+           if FLASH_CPU_BF16_ERROR else ""),
     ),
     "cuda" if torch.cuda.is_available() else "cpu",
     torch.float16 if torch.cuda.is_available() else torch.float32,
