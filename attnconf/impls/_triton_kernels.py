@@ -323,8 +323,7 @@ def _probabilities(s, row_max, log_sum, SINGLE_LSE: tl.constexpr):
 
 @triton.jit
 def _dkdv_query_blocks(dk, dv, k_t, v_t, q_base, do_base, lse_base, lse_sum_base, delta_base, keep, cols, offs_m,
-                       offs_d,
-                       stride_q_s, stride_do_s, stride_lse_part, lo, hi, len_q, diag, qk_scale, softcap_scale,
+                       offs_d, stride_q_s, stride_do_s, stride_lse_part, lo, hi, len_q, diag, qk_scale, softcap_scale,
                        woff, win_left, win_right,
                        BLOCK_M: tl.constexpr, CAUSAL_MASK: tl.constexpr, HAS_KPM: tl.constexpr,
                        UPCAST: tl.constexpr, PRECISION: tl.constexpr, WINDOW_MASK: tl.constexpr,
@@ -342,7 +341,8 @@ def _dkdv_query_blocks(dk, dv, k_t, v_t, q_base, do_base, lse_base, lse_sum_base
         q = tl.load(q_base + rows[:, None] * stride_q_s + offs_d[None, :], mask=in_seq[:, None], other=0.0)
         row_max, log_sum = _row_lse(lse_base, lse_sum_base, stride_lse_part, rows, in_seq, SINGLE_LSE)
         s, slope = _scores(q, k_t, qk_scale, softcap_scale, UPCAST, PRECISION, HAS_SOFTCAP)
-        # dP does not depend on P: issued before the softmax, its product can run while exp2 does
+        # dP does not depend on P, so it is computed before the softmax: the compiler (triton 3.6, sm_90) then no
+        # longer waits for the dV and dK products inside the loop, they stay in flight until the next scores
         do = tl.load(do_base + rows[:, None] * stride_do_s + offs_d[None, :], mask=in_seq[:, None], other=0.0)
         dp = _dot(do, v_t, UPCAST, PRECISION)
         if CAUSAL_MASK:
@@ -439,19 +439,16 @@ def attention_backward_dkdv_kernel(
         lse_sum_base = LSE_SUM + b64 * stride_lse_b + head * stride_lse_h + q_start
         delta_base = DELTA + b64 * stride_lse_b + head * stride_lse_h + q_start
         dk, dv = _dkdv_query_blocks(dk, dv, k_t, v_t, q_base, do_base, lse_base, lse_sum_base, delta_base, keep, cols,
-                                    offs_m,
-                                    offs_d, stride_q_s, stride_do_s, stride_lse_part, lo, tl.minimum(full_lo, hi),
-                                    len_q, diag, qk_scale, softcap_scale, woff, win_left, win_right,
+                                    offs_m, offs_d, stride_q_s, stride_do_s, stride_lse_part, lo,
+                                    tl.minimum(full_lo, hi), len_q, diag, qk_scale, softcap_scale, woff, win_left, win_right,
                                     BLOCK_M, CAUSAL, HAS_KPM, UPCAST, PRECISION, HAS_WINDOW, HAS_SOFTCAP, SINGLE_LSE)
         dk, dv = _dkdv_query_blocks(dk, dv, k_t, v_t, q_base, do_base, lse_base, lse_sum_base, delta_base, keep, cols,
-                                    offs_m,
-                                    offs_d, stride_q_s, stride_do_s, stride_lse_part, full_lo, full_hi,
+                                    offs_m, offs_d, stride_q_s, stride_do_s, stride_lse_part, full_lo, full_hi,
                                     len_q, diag, qk_scale, softcap_scale, woff, win_left, win_right,
                                     BLOCK_M, False, HAS_KPM, UPCAST, PRECISION, False, HAS_SOFTCAP, SINGLE_LSE)
         if HAS_WINDOW:  # the rows past the window's left edge of the tile's first key
-            dk, dv = _dkdv_query_blocks(dk, dv, k_t, v_t, q_base, do_base, lse_base, lse_sum_base, delta_base, keep, cols,
-                                    offs_m,
-                                        offs_d, stride_q_s, stride_do_s, stride_lse_part,
+            dk, dv = _dkdv_query_blocks(dk, dv, k_t, v_t, q_base, do_base, lse_base, lse_sum_base, delta_base, keep,
+                                        cols, offs_m, offs_d, stride_q_s, stride_do_s, stride_lse_part,
                                         tl.maximum(full_hi, full_lo), hi, len_q, diag, qk_scale, softcap_scale, woff,
                                         win_left, win_right, BLOCK_M, CAUSAL, HAS_KPM, UPCAST, PRECISION,
                                         HAS_WINDOW, HAS_SOFTCAP, SINGLE_LSE)

@@ -104,7 +104,8 @@ DELTA_BLOCKS = Blocks(128, 128, 4, 1)  # block_m rows per program; an elementwis
 
 def _apply_override(text: str | None) -> None:
     """ATTNCONF_TRITON_BLOCKS='{"dq": [128, 64, 8, 3, 128], ...}': the 16-bit D = 64 tiles of the named kernels
-    (Blocks' fields in order, maxnreg optional), for a measurement (scripts/gpu_triton_tiles.py tests and times a candidate through the whole suite this way)."""
+    (Blocks' fields in order, maxnreg optional), for a measurement (scripts/gpu_triton_tiles.py tests and times a
+    candidate through the whole suite this way)."""
     for kernel, values in json.loads(text).items() if text else ():
         GPU_BLOCKS[(kernel, False, 64)] = Blocks(*values)
 
