@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A kernel change of triton-flash behind an environment switch, measured and tested in one device call:
-#   1. for each word of VARIANTS (NAME=VALUE, or "default" for none), one saved run of the benchmark suite's peers
+#   1. for each word of VARIANTS (NAME=VALUE, several joined by "+", or "default" for none), one saved run of the benchmark suite's peers
 #      set for triton-flash and sdpa-cudnn with that variable set (SAVE=switch-<i>), compared afterwards as
 #      ratios to cuDNN within each run (scripts/peer_table.py or the storage JSON);
 #   2. triton-flash's conformance on CUDA and tests/test_triton_kernel.py, without any variable (the default);
@@ -22,7 +22,7 @@ summary="$out/summary.txt"
 index=0
 for variant in ${VARIANTS:-default}; do
   index=$((index + 1)); t0=$SECONDS
-  assignment=(); [ "$variant" = default ] || assignment=("$variant")
+  assignment=(); [ "$variant" = default ] || IFS=+ read -ra assignment <<< "$variant"
   env "${assignment[@]}" OUT="$out/bench-$index" SAVE="switch-$index" REPORT=0 TOTAL=${BENCH_TOTAL:-100} \
     BENCH_ARGS="--bench-set peers --impl triton-flash,sdpa-cudnn" bash scripts/gpu_bench.sh baseline \
     > "$out/bench-$index.txt" 2>&1
