@@ -188,12 +188,6 @@ def _dot_options(dtype: torch.dtype) -> dict:
 SINGLE_LSE_16BIT = os.environ.get("ATTNCONF_TRITON_LSE", "single") != "two"
 
 
-# dK/dV's order and dS rule (notes, version 10), switches for the measurement: ATTNCONF_TRITON_DKDV_DP=early computes
-# dP before the softmax (versions 8-9), ATTNCONF_TRITON_DKDV_DS=select keeps the per-score P = 1 test for 16-bit inputs.
-DKDV_DP_EARLY = os.environ.get("ATTNCONF_TRITON_DKDV_DP", "late") == "early"
-DKDV_DS_BY_ROW = os.environ.get("ATTNCONF_TRITON_DKDV_DS", "row") != "select"
-
-
 def _single_lse(dtype: torch.dtype) -> bool:
     return SINGLE_LSE_16BIT and dtype != torch.float32
 
@@ -295,8 +289,7 @@ def _backward(dout, q, k, v, out, lse, kpm, cu_q, cu_k, problem: Problem):
             *_strides(q, varlen), *_strides(k, varlen), *_strides(v, varlen), *_strides(dout, varlen),
             *_strides(dk, varlen), *_strides(dv, varlen), *_lse_strides(problem, lse), *mask_strides,
             problem.seqlen_q, problem.seqlen_k, problem.group, *score_scales, problem.scale,
-            BLOCK_M=blocks.block_m, BLOCK_N=blocks.block_n, DP_EARLY=DKDV_DP_EARLY, DS_BY_ROW=DKDV_DS_BY_ROW,
-            **blocks.launch_options(), **common,
+            BLOCK_M=blocks.block_m, BLOCK_N=blocks.block_n, **blocks.launch_options(), **common,
         )
         blocks = blocks_for("dq", problem.head_dim, q.dtype)
         grid = (triton.cdiv(problem.seqlen_q, blocks.block_m), problem.heads_q, problem.batch)
