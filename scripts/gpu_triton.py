@@ -11,9 +11,12 @@ come so a cut-off run still returns what it finished:
    on CUDA (no matrix); then the error ratios of float32 (not declared on CUDA) where it came close to the bound;
 3. memory: peak memory above inputs and outputs (MEM-1's measurement) for S = 1k..16k, triton-flash and eager;
 4. ceilings: a bf16 8192^3 matrix product and a device-to-device copy;
-5. sweep: tile configurations of the bf16 kernels at S = 4096 (which config each kernel should use);
-6. timings: forward and forward+backward TFLOP/s, bf16, D = 64, H = 16, S = 1k..16k, causal and not, for
-   triton-flash, sdpa-flash and sdpa-cudnn (triton.testing.do_bench, median).
+5. timings: forward and forward+backward TFLOP/s of the benchmark suite's peers cases (bf16, D = 64, H = 16,
+   16k tokens, S = 1k, 4k, 16k, full and causal, dense) for triton-flash, sdpa-flash and sdpa-cudnn.
+
+Every time here is the benchmark suite's (attnconf.benchmarking.time_rounds: its warm-up, device clock with the
+host's head start, fresh inputs and cache flush per round, the peers set's rounds), so these figures and a saved
+run of `pytest benchmarks --bench-set peers` measure the same thing. Tile candidates: scripts/gpu_triton_tiles.py.
 
 Files in $OUT: gpu_triton.log, results.json (everything), memory.md, timings.md, conformance.log,
 conformance_extra.log, conformance/*.
@@ -23,11 +26,11 @@ CONF_ARGS adds pytest arguments to the conformance run (e.g. CONF_ARGS='-k causa
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import json
 import os
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -43,8 +46,10 @@ if DRY:
 import torch  # noqa: E402
 
 from attnconf import registry  # noqa: E402
-from attnconf.benchmarking import BACKWARD_FLOP_FACTOR, forward_flops, machine_info  # noqa: E402
-from attnconf.capabilities import TOP_LEFT  # noqa: E402
+from attnconf.benchmarking import (  # noqa: E402
+    SET_DEFAULTS, BenchCase, CacheFlusher, Runner, case_flops, machine_info, make_runner, peers_set, skip_reason,
+    time_rounds, use_device_clock,
+)
 from attnconf.reference import reference_attention  # noqa: E402
 from attnconf.conformance.test_memory import memory_above_io  # noqa: E402  (MEM-1's own measurement)
 
@@ -75,7 +80,6 @@ def save() -> None:
 registry.load_builtin()
 IMPLS = registry.registered()
 TRITON = IMPLS["triton-flash"]
-from attnconf.impls import triton_flash  # noqa: E402  (after load_builtin: the module registered itself)
 
 
 # ---- 0. environment and smoke ----------------------------------------------------------------------------------
@@ -289,122 +293,66 @@ def write_memory_table(rows, dtype) -> None:
 # ---- 4-6. timing ------------------------------------------------------------------------------------------------
 
 
-def bench_ms(fn, grads=()) -> float:
-    if DRY:
-        fn()
-        t0 = time.perf_counter()
-        fn()
-        return (time.perf_counter() - t0) * 1e3
-    import triton.testing
-
-    return triton.testing.do_bench(fn, warmup=25, rep=100, grad_to_none=list(grads), return_mode="median")
+ROUNDS = {"max_time": float(SET_DEFAULTS["peers"]["benchmark_max_time"]),
+          "min_rounds": 2 if DRY else SET_DEFAULTS["peers"]["benchmark_min_rounds"]}
 
 
-def ceilings() -> None:
+def suite_seconds(runner: Runner) -> float:
+    """Median seconds of ``runner``'s rounds, timed as the benchmark suite times them."""
+    return statistics.median(time_rounds(runner, DEVICE, **ROUNDS))
+
+
+def operation_runner(operation, flush) -> Runner:
+    """A ceiling's operation as a suite runner: a cache flush before each round, nothing else untimed."""
+    def setup():
+        flush()
+        return (), {}
+    return Runner(setup, lambda: operation())
+
+
+def ceilings(flush) -> None:
     n = 512 if DRY else 8192
     a, b = (torch.randn(n, n, device=DEVICE, dtype=torch.float32 if DRY else torch.bfloat16) for _ in range(2))
-    ms = bench_ms(lambda: a @ b)
+    matmul = suite_seconds(operation_runner(lambda: a @ b, flush))
     src = torch.randn((1 << 20) if DRY else (1 << 28), device=DEVICE)  # 1 GiB of float32 on the GPU
     dst = torch.empty_like(src)
-    copy_ms = bench_ms(lambda: dst.copy_(src))
-    RESULTS["ceilings"] = dict(matmul_tflops=2 * n**3 / ms / 1e9, copy_tb_per_s=2 * src.numel() * 4 / copy_ms / 1e9,
+    copy = suite_seconds(operation_runner(lambda: dst.copy_(src), flush))
+    RESULTS["ceilings"] = dict(matmul_tflops=2 * n**3 / matmul / 1e12, copy_tb_per_s=2 * src.numel() * 4 / copy / 1e12,
                                matmul_n=n)
     log("ceilings", json.dumps(RESULTS["ceilings"]))
     save()
 
 
-def attention_runner(impl, batch, seqlen, heads, head_dim, dtype, causal: bool, backward: bool):
-    shape = (batch, seqlen, heads, head_dim)
-    q, k, v = (torch.randn(shape, device=DEVICE, dtype=dtype).requires_grad_(backward) for _ in range(3))
-    dout = torch.randn(shape, device=DEVICE, dtype=dtype)
-    options = {"causal": TOP_LEFT} if causal else {}
-
-    if not backward:
-        def run():
-            with torch.no_grad():
-                impl(q, k, v, **options)
-        return run, ()
-
-    def run():
-        impl(q, k, v, **options).backward(dout)
-    return run, (q, k, v)
+def timing_cases() -> list[BenchCase]:
+    if DRY:
+        return [BenchCase("dense", pass_, 64, 1, 2, 64, torch.float32, causal)
+                for causal in (False, True) for pass_ in ("fwd", "fwd_bwd")]
+    return [case for case in peers_set() if case.layout == "dense"]
 
 
-def tflops(batch, seqlen, heads, head_dim, causal, backward, ms) -> float:
-    flops = forward_flops([seqlen] * batch, [seqlen] * batch, heads, head_dim, TOP_LEFT if causal else None)
-    if backward:
-        flops *= 1 + BACKWARD_FLOP_FACTOR
-    return flops / (ms * 1e-3) / 1e12
-
-
-SWEEP = {  # bf16 tile candidates per kernel (block_m, block_n, num_warps, num_stages); the first is the default
-    ("forward", 64): [(128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 3), (64, 64, 4, 3)],
-    ("dkdv", 64): [(64, 64, 4, 3), (128, 64, 8, 3), (64, 128, 8, 3), (32, 128, 4, 3)],
-    ("dq", 64): [(128, 32, 4, 3), (128, 64, 8, 3), (64, 64, 4, 3), (128, 32, 8, 3)],
-    ("forward", 128): [(128, 64, 8, 3), (128, 128, 8, 3), (64, 64, 4, 3)],
-    ("dkdv", 128): [(64, 64, 8, 3), (128, 64, 8, 3)],
-    ("dq", 128): [(128, 32, 8, 3), (64, 32, 4, 3), (128, 64, 8, 3)],
-}
-
-
-def sweep() -> None:
-    """Time each kernel's tile candidates at S = 4096 (others at their defaults): forward alone, dkdv and dq
-    through forward+backward (the forward's share is the same for each candidate)."""
+def timings(flush) -> None:
     rows = []
-    seqlen, batch, heads = (256, 1, 2) if DRY else (4096, 8, 16)
-    for (kernel, head_dim), candidates in SWEEP.items():
-        key = (kernel, False, head_dim)
-        default = triton_flash.GPU_BLOCKS[key]
-        for causal in (False, True):
-            for cand in candidates:
-                if left() < 150:
-                    break
-                triton_flash.GPU_BLOCKS[key] = triton_flash.Blocks(*cand)
-                backward = kernel != "forward"
+    names = [n for n in ("triton-flash", "sdpa-flash", "sdpa-cudnn") if IMPLS[n].unavailable_reason() is None]
+    for case in timing_cases():
+        for name in names:
+            if left() < 25:
+                break
+            row = dict(impl=name, case=case.id, seqlen=case.seqlen, batch=case.batch, causal=case.causal,
+                       pass_=case.pass_)
+            reason = skip_reason(IMPLS[name], case, DEVICE)
+            if reason is not None:
+                row["skipped"] = reason
+            else:
                 try:
-                    run, grads = attention_runner(TRITON, batch, seqlen, heads, head_dim, torch.bfloat16, causal,
-                                                  backward)
-                    ms = bench_ms(run, grads)
-                    result = dict(ms=ms, tflops=tflops(batch, seqlen, heads, head_dim, causal, backward, ms))
-                except Exception as exc:  # a candidate that fails to compile (resources) is reported, not fatal
-                    result = dict(error=f"{type(exc).__name__}: {str(exc)[:200]}")
-                row = dict(kernel=kernel, head_dim=head_dim, causal=causal, blocks=cand,
-                           timed="fwd" if kernel == "forward" else "fwd+bwd", **result)
-                rows.append(row)
-                log("sweep", json.dumps(row))
-            triton_flash.GPU_BLOCKS[key] = default
-    RESULTS["sweep"] = rows
-    save()
-
-
-def timings() -> None:
-    rows = []
-    # S = 1024 again at the end: the first run's 1024 row looked slow for its size (an order effect?)
-    seqlens = [64, 64] if DRY else [1024, 2048, 4096, 8192, 16384, 1024]
-    names = [n for n in ("triton-flash", "sdpa-flash", "sdpa-cudnn") if IMPLS[n].unavailable_reason() is None
-             and IMPLS[n].capabilities.missing(device=DEVICE, dtype=torch.bfloat16) is None]
-    dtype = torch.float32 if DRY else torch.bfloat16
-    for repeat, seqlen in enumerate(seqlens):
-        batch = 1 if DRY else 8 if seqlen <= 4096 else 4
-        repeated = seqlen in seqlens[:repeat]
-        for causal in (False, True):
-            for backward in (False, True):
-                for name in names:
-                    if left() < 25:
-                        break
-                    try:
-                        run, grads = attention_runner(IMPLS[name], batch, seqlen, 16, 64, dtype, causal, backward)
-                        ms = bench_ms(run, grads)
-                        result = dict(ms=ms, tflops=tflops(batch, seqlen, 16, 64, causal, backward, ms))
-                    except Exception as exc:
-                        result = dict(error=f"{type(exc).__name__}: {str(exc)[:200]}")
-                    row = dict(impl=name, batch=batch, seqlen=seqlen, causal=causal, repeat=repeated,
-                               pass_="fwd+bwd" if backward else "fwd", **result)
-                    rows.append(row)
-                    log("timing", json.dumps(row))
+                    seconds = suite_seconds(make_runner(IMPLS[name], case, DEVICE, flush))
+                    row.update(ms=seconds * 1e3, tflops=case_flops(case) / seconds / 1e12)
+                except Exception as exc:
+                    row["error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+            rows.append(row)
+            log("timing", json.dumps(row))
         RESULTS["timings"] = rows
         save()
-        write_timing_table(rows, names)
+    write_timing_table(rows, names)
 
 
 def write_timing_table(rows, names) -> None:
@@ -413,40 +361,33 @@ def write_timing_table(rows, names) -> None:
         "# triton-flash timings",
         "",
         f"{env.get('device_name')}, torch {env.get('torch')}, triton {env.get('triton')}, cuDNN {env.get('cudnn')}, "
-        f"{env.get('date', '')[:10]}. bf16, H = 16, D = 64, B = 8 (S <= 4096) or 4; TFLOP/s from the median of "
-        "`triton.testing.do_bench` (cache flushed between calls); FLOPs 4·B·H·D·(visible pairs), x3.5 for "
-        "forward+backward.",
+        f"{env.get('date', '')[:10]}. The benchmark suite's peers cases, dense: bf16, H = 16, D = 64, 16k tokens "
+        "(B = 16k / S); TFLOP/s from the median round of the suite's timing (device clock, fresh inputs and cache "
+        "flush per round); FLOPs 4·B·H·D·(visible pairs), x3.5 for forward+backward.",
         "",
-        "| S | mask | pass | " + " | ".join(names) + " |",
-        "|---|---|---|" + "---|" * len(names),
+        "| S | B | mask | pass | " + " | ".join(names) + " |",
+        "|---|---|---|---|" + "---|" * len(names),
     ]
-    table = {(r["seqlen"], r["causal"], r["pass_"], r["impl"], r.get("repeat", False)): r for r in rows}
-    for seqlen, repeated in sorted({(r["seqlen"], r.get("repeat", False)) for r in rows}):
+    table = {(r["seqlen"], r["causal"], r["pass_"], r["impl"]): r for r in rows}
+    batches = {r["seqlen"]: r["batch"] for r in rows}
+    for seqlen in sorted(batches):
         for causal in (False, True):
-            for pass_ in ("fwd", "fwd+bwd"):
+            for pass_ in ("fwd", "fwd_bwd"):
                 cells = []
                 for name in names:
-                    r = table.get((seqlen, causal, pass_, name, repeated))
+                    r = table.get((seqlen, causal, pass_, name))
                     if r is None:
                         cells.append("not run")
-                    elif "error" in r:
-                        cells.append("error")
+                    elif "skipped" in r or "error" in r:
+                        cells.append("skipped" if "skipped" in r else "error")
                     else:
                         cells.append(f"{r['tflops']:.0f} ({r['ms']:.2f} ms)")
-                label = f"{seqlen} (again, last)" if repeated else str(seqlen)
-                lines.append(f"| {label} | {'causal' if causal else 'full'} | {pass_} | " + " | ".join(cells) + " |")
+                mask = "causal" if causal else "full"
+                lines.append(f"| {seqlen} | {batches[seqlen]} | {mask} | {pass_} | " + " | ".join(cells) + " |")
     if RESULTS.get("ceilings"):
         c = RESULTS["ceilings"]
         lines += ["", f"Ceilings measured in the same run: bf16 {c['matmul_n']}³ matrix product "
                       f"{c['matmul_tflops']:.0f} TFLOP/s; device-to-device copy {c['copy_tb_per_s']:.2f} TB/s."]
-    if RESULTS.get("sweep"):
-        lines += ["", "## Tile sweep (bf16, B = 8, H = 16, S = 4096)", "",
-                  "| kernel | D | mask | BLOCK_M, BLOCK_N, warps, stages | timed | TFLOP/s |",
-                  "|---|---|---|---|---|---|"]
-        for r in RESULTS["sweep"]:
-            value = "error" if "error" in r else f"{r['tflops']:.0f}"
-            lines.append(f"| {r['kernel']} | {r['head_dim']} | {'causal' if r['causal'] else 'full'} | "
-                         f"{', '.join(map(str, r['blocks']))} | {r['timed']} | {value} |")
     (OUT / "timings.md").write_text("\n".join(lines) + "\n")
 
 
@@ -457,9 +398,10 @@ def main() -> None:
     conformance_extra()
     float32_diagnostic()
     memory()
-    ceilings()
-    sweep()
-    timings()
+    use_device_clock(DEVICE)  # the suite's clock for the timed phases, as its plugin selects it
+    flush = CacheFlusher(DEVICE)
+    ceilings(flush)
+    timings(flush)
     log(f"done in {time.monotonic() - STARTED:.0f} s")
 
 

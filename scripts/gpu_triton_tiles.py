@@ -4,7 +4,7 @@
 
 Shapes: bf16, H = 16, D = 64, 16k tokens (S = 4096 with B = 4, S = 16384 with B = 1), full and causal. The forward's
 candidates are timed on the forward, dK/dV's and dQ's on forward+backward (the other kernels at their defaults),
-each with triton.testing.do_bench (median, L2 flushed). This only chooses: the figures worth citing come from the
+each timed as the benchmark suite times it (attnconf.benchmarking.time_rounds, median round). This only chooses: the figures worth citing come from the
 benchmark suite afterwards. A candidate is kept when its geometric mean over the four shapes beats the default's by
 more than MARGIN (default 0.02); $OUT/override-<kernels>.json then holds the kept ones (ATTNCONF_TRITON_BLOCKS's format), and
 $OUT/tiles.json every measurement (both suffixed with the kernels swept: KERNELS=dq writes tiles-dq.json).
@@ -23,12 +23,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import statistics  # noqa: E402
+
 import torch  # noqa: E402
-import triton.testing  # noqa: E402
+import triton  # noqa: E402
 
 from attnconf import registry  # noqa: E402
-from attnconf.benchmarking import BACKWARD_FLOP_FACTOR, forward_flops  # noqa: E402
-from attnconf.capabilities import TOP_LEFT  # noqa: E402
+from attnconf.benchmarking import (  # noqa: E402
+    SET_DEFAULTS, BenchCase, CacheFlusher, case_flops, make_runner, time_rounds, use_device_clock,
+)
 
 registry.load_builtin()
 from attnconf.impls import triton_flash  # noqa: E402
@@ -52,25 +55,21 @@ CANDIDATES = {  # (block_m, block_n, num_warps, num_stages[, maxnreg]); the firs
 KERNELS = [k for k in os.environ.get("KERNELS", ",".join(CANDIDATES)).split(",") if k]
 
 
-def measure(batch: int, seqlen: int, causal: bool, backward: bool) -> float:
-    shape = (batch, seqlen, HEADS, HEAD_DIM)
-    q, k, v = (torch.randn(shape, device="cuda", dtype=torch.bfloat16).requires_grad_(backward) for _ in range(3))
-    dout = torch.randn(shape, device="cuda", dtype=torch.bfloat16)
-    options = {"causal": TOP_LEFT} if causal else {}
-    if backward:
-        fn = lambda: TRITON(q, k, v, **options).backward(dout)  # noqa: E731
-    else:
-        def fn():
-            with torch.no_grad():
-                TRITON(q, k, v, **options)
-    ms = triton.testing.do_bench(fn, warmup=25, rep=100, grad_to_none=[q, k, v] if backward else None,
-                                 return_mode="median")
-    flops = forward_flops([seqlen] * batch, [seqlen] * batch, HEADS, HEAD_DIM, TOP_LEFT if causal else None)
-    return flops * ((1 + BACKWARD_FLOP_FACTOR) if backward else 1) / (ms * 1e-3) / 1e12
+DEVICE = torch.device("cuda")
+ROUNDS = {"max_time": float(SET_DEFAULTS["peers"]["benchmark_max_time"]),
+          "min_rounds": SET_DEFAULTS["peers"]["benchmark_min_rounds"]}
+
+
+def measure(batch: int, seqlen: int, causal: bool, backward: bool, flush: CacheFlusher) -> float:
+    case = BenchCase("dense", "fwd_bwd" if backward else "fwd", seqlen, batch, HEADS, HEAD_DIM, torch.bfloat16, causal)
+    seconds = statistics.median(time_rounds(make_runner(TRITON, case, DEVICE, flush), DEVICE, **ROUNDS))
+    return case_flops(case) / seconds / 1e12
 
 
 def main() -> int:
     rows, override = [], {}
+    use_device_clock(DEVICE)  # the suite's clock, as its plugin selects it
+    flush = CacheFlusher(DEVICE)
     for kernel in KERNELS:
         candidates = CANDIDATES[kernel]
         key = (kernel, False, HEAD_DIM)
@@ -85,7 +84,7 @@ def main() -> int:
             for batch, seqlen in SHAPES:
                 for causal in (False, True):
                     try:
-                        rate = measure(batch, seqlen, causal, backward=kernel != "forward")
+                        rate = measure(batch, seqlen, causal, kernel != "forward", flush)
                     except Exception as exc:  # resources exceeded, say: reported, not fatal
                         rate, error = None, f"{type(exc).__name__}: {str(exc)[:300]}"
                         print(f"{kernel} {cand}: {error}", flush=True)

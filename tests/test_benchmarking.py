@@ -235,6 +235,20 @@ def test_run_benchmark_records_shape_flops_and_memory():
     assert info["peak_memory_bytes"] > 0 and bench.group.startswith("varlen fwd_bwd")
 
 
+def test_time_rounds_times_each_round_after_fresh_setup_as_run_benchmark_does():
+    setups, durations = [], [0.002, 0.004, 0.003, 0.005]  # warm-up's call first, then the timed rounds
+
+    def setup():
+        setups.append(1)
+        return (durations[len(setups) - 1],), {}
+
+    runner = benchmarking.Runner(setup, time.sleep)
+    rounds = benchmarking.time_rounds(runner, CPU, max_time=0.0, min_rounds=3)
+    assert len(setups) == benchmarking.CPU_WARMUP_ROUNDS + 3  # one setup per call: fresh inputs, cache flush
+    assert [r >= d for r, d in zip(rounds, durations[1:])] == [True] * 3
+    assert max(rounds) < 0.5  # the rounds time the target, not the setup or warm-up
+
+
 def test_cpu_peak_memory_sees_torch_allocations():
     size = 8 << 20
 

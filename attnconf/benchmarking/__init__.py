@@ -30,7 +30,8 @@ from .memory import (  # noqa: F401
 )
 from .runner import (  # noqa: F401
     CPU_WARMUP_ROUNDS, GPU_WARMUP_ROUNDS, HOST_BOUND_ROUND_FACTOR, HostBound, LEAD_MAX, LEAD_MIN, MAX_ROUNDS,
-    Runner, choose_rounds, clock_lead, is_host_bound, make_runner, run_benchmark, timed_call, warm_up,
+    RoundPlan, Runner, choose_rounds, clock_lead, is_host_bound, make_runner, plan_rounds, run_benchmark, time_rounds,
+    timed_call, warm_up,
 )
 from .storage import (  # noqa: F401
     STORAGE_FOLDER, device_name, machine_info, storage_dir, storage_name, suite_disabled_reason, summary_lines,

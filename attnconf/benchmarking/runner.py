@@ -154,6 +154,38 @@ class HostBound(Exception):
     """Raised by ``run_benchmark(..., skip_host_bound=True)`` for a host-bound case, after its warm-up."""
 
 
+@dataclass
+class RoundPlan:
+    """What warm-up decided for the timed rounds: how many, and the host's time to queue one warm call."""
+
+    rounds: int
+    host_seconds: float
+    lead: float
+    host_bound: bool
+
+
+def plan_rounds(runner: Runner, device: torch.device, *, max_time: float, min_rounds: int) -> RoundPlan:
+    """Warm up, set the device clock's head start from the host's time to queue a warm call, size the rounds."""
+    warmups = GPU_WARMUP_ROUNDS if device.type == "cuda" else CPU_WARMUP_ROUNDS
+    set_clock_lead(0.0)  # warm-up measures the host's time to queue a call without a head start
+    call_seconds, host_seconds = warm_up(runner, warmups, max_time)
+    lead = clock_lead(host_seconds)
+    set_clock_lead(lead)
+    host_bound = is_host_bound(host_seconds, device.type)
+    if host_bound:
+        min_rounds *= HOST_BOUND_ROUND_FACTOR
+    return RoundPlan(choose_rounds(call_seconds, max_time, min_rounds, MAX_ROUNDS), host_seconds, lead, host_bound)
+
+
+def time_rounds(runner: Runner, device: torch.device, *, max_time: float, min_rounds: int) -> list[float]:
+    """The suite's timing without pytest-benchmark, for scripts (tile choice, ceilings, gpu_triton.py): the same
+    warm-up, head start, fresh inputs and cache flush per round as ``run_benchmark``; each round's seconds.
+
+    The caller selects the clock once (``use_device_clock``), as the suite's plugin does."""
+    plan = plan_rounds(runner, device, max_time=max_time, min_rounds=min_rounds)
+    return [timed_call(runner)[0] for _ in range(plan.rounds)]
+
+
 def run_benchmark(benchmark, impl: Implementation, case: BenchCase, device: torch.device, *, flush: CacheFlusher,
                   max_time: float, min_rounds: int, skip_host_bound: bool = False) -> dict:
     """Time ``case`` on ``impl`` with pytest-benchmark's ``benchmark`` fixture; fill and return ``extra_info``.
@@ -162,18 +194,11 @@ def run_benchmark(benchmark, impl: Implementation, case: BenchCase, device: torc
     call with the fixture's timer (``device_clock``, set by the suite's marker).
     """
     runner = make_runner(impl, case, device, flush)
-    warmups = GPU_WARMUP_ROUNDS if device.type == "cuda" else CPU_WARMUP_ROUNDS
-    set_clock_lead(0.0)  # warm-up measures the host's time to queue a call without a head start
-    call_seconds, host_seconds = warm_up(runner, warmups, max_time)
-    lead = clock_lead(host_seconds)
-    set_clock_lead(lead)
-    host_bound = is_host_bound(host_seconds, device.type)
-    if host_bound and skip_host_bound:
+    plan = plan_rounds(runner, device, max_time=max_time, min_rounds=min_rounds)
+    host_seconds, lead, rounds = plan.host_seconds, plan.lead, plan.rounds
+    if plan.host_bound and skip_host_bound:
         raise HostBound(f"host-bound: a warm call takes the host {host_seconds * 1e3:.1f} ms to queue, more than "
                         f"the device clock's head start covers ({LEAD_MAX * 1e3:g} ms)")
-    if host_bound:
-        min_rounds *= HOST_BOUND_ROUND_FACTOR
-    rounds = choose_rounds(call_seconds, max_time, min_rounds, MAX_ROUNDS)
     benchmark.group = f"{case.layout} {case.id.replace('-', ' ')}"
     try:
         benchmark.pedantic(runner.target, setup=runner.setup, rounds=rounds, warmup_rounds=0, iterations=1)
