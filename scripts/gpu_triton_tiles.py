@@ -48,7 +48,7 @@ CANDIDATES = {  # (block_m, block_n, num_warps, num_stages[, maxnreg]); the firs
     # a register cap that lets one more program onto a multiprocessor: forward 80 (3 of 8 warps; spills), dK/dV 168
     # (3 of 4 warps; spills), dQ 128 (2 of 8 warps; no spill): scripts/triton_resources.py's figures
     "forward": [(128, 64, 8, 3), (128, 64, 8, 3, 80), (128, 64, 8, 2, 80)],
-    "dkdv": [(64, 64, 4, 3), (64, 64, 4, 3, 168), (64, 64, 4, 2, 168)],
+    "dkdv": [(64, 64, 4, 3), (64, 64, 4, 2), (64, 64, 4, 3, 168), (64, 64, 4, 2, 168), (64, 128, 8, 3)],
     "dq": [(128, 64, 8, 3), (128, 64, 8, 3, 128), (128, 64, 8, 2, 128), (128, 64, 8, 4, 128)],
 }
 # KERNELS (comma-separated, default all): a compiler abort on one candidate then costs only its kernel's sweep
