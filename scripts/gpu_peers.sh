@@ -5,8 +5,8 @@
 # carry: scripts/gpu_site.sh says how to carry it in two parts (the first call may also build flash-attn 2 into
 # /tmp/fa2-out: FA2_OUT=/tmp/fa2-out bash scripts/flash_attn_build_offline.sh build). Without them the run goes on
 # without those implementations, and site.txt says so.
-# The committed table (reports/peers/nvidia-h200-torch2.11.0.md) was made by this script at dad684f (triton-flash
-# version 9); its header gives the device command and the peer_table.py line.
+# The committed table (reports/peers/nvidia-h200-torch2.11.0.md) was made by this script at cfa002a (triton-flash
+# version 10); its header gives the device command and the peer_table.py line.
 #   device tool: run(command="ATTNCONF_COMMIT=<sha> bash scripts/gpu_peers.sh", carry=[...], timeout_s=600)
 # Back in $OUT: gpu_bench.tar.gz (the storage with the run), summary.txt, logs.tar.gz. Here: tar xzf, then
 #   python3 scripts/peer_table.py <storage>/*/NNNN_peers-packed.json --info summary.txt --output reports/peers/...
