@@ -123,15 +123,20 @@ def smoke() -> None:
 # ---- 2. conformance --------------------------------------------------------------------------------------------
 
 
+# pytest through scripts/gpu_plugins.sh: on the device the checkout is not pip-installed, so the suite's plugins
+# (--impl, --device, ...) load by name there; where attnconf is installed it sets nothing
+PYTEST = ["bash", "-c", 'source scripts/gpu_plugins.sh && exec "$@"', "pytest", sys.executable, "-m", "pytest"]
+
+
 def conformance() -> None:
     timeout = max(60, min(330, left() - 170))
-    args = [sys.executable, "-m", "pytest", "conformance", "tests/test_triton_kernel.py", "-q", "-p",
+    args = [*PYTEST, "conformance", "tests/test_triton_kernel.py", "-q", "-p",
             "no:cacheprovider", "--impl", "triton-flash,tiled-pytorch", "--device", DEVICE.type,
             "--conformance-report", str(OUT / "conformance"), "-W", "ignore::DeprecationWarning",
             *shlex.split(os.environ.get("CONF_ARGS", ""))]
     if _have_xdist():
         args += ["-n", "2" if DRY else "8"]  # compilations in parallel; the matrix is gathered by the controller
-    log(f"conformance: {args[1:]} (timeout {timeout:.0f} s)")
+    log(f"conformance: {args[len(PYTEST) - 1:]} (timeout {timeout:.0f} s)")
     t0 = time.monotonic()
     with open(OUT / "conformance.log", "w") as sink:
         try:
@@ -165,13 +170,13 @@ def conformance_extra() -> None:
     for name, (extra, impl_name) in runs.items():
         if DRY or left() < 200:
             continue
-        args = [sys.executable, "-m", "pytest", *extra, "-q", "-p", "no:cacheprovider", "--impl", impl_name,
+        args = [*PYTEST, *extra, "-q", "-p", "no:cacheprovider", "--impl", impl_name,
                 "--device", DEVICE.type, "--conformance-report", "none", "-W", "ignore::DeprecationWarning"]
         if _have_xdist():
             args += ["-n", "8"]
         t0 = time.monotonic()
         with open(OUT / "conformance_extra.log", "a") as sink:
-            sink.write(f"\n==== {name}: {' '.join(args[1:])}\n")
+            sink.write(f"\n==== {name}: {' '.join(args[len(PYTEST) - 1:])}\n")
             sink.flush()
             try:
                 rc = subprocess.run(args, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT,
