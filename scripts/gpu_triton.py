@@ -47,7 +47,7 @@ import torch  # noqa: E402
 
 from attnconf import registry  # noqa: E402
 from attnconf.benchmarking import (  # noqa: E402
-    SET_DEFAULTS, BenchCase, CacheFlusher, Runner, case_flops, machine_info, make_runner, peers_set, skip_reason,
+    BenchCase, CacheFlusher, Runner, case_flops, machine_info, make_runner, peers_set, set_rounds, skip_reason,
     time_rounds, use_device_clock,
 )
 from attnconf.reference import reference_attention  # noqa: E402
@@ -295,11 +295,10 @@ def write_memory_table(rows, dtype) -> None:
     (OUT / "memory.md").write_text("\n".join(lines) + "\n")
 
 
-# ---- 4-6. timing ------------------------------------------------------------------------------------------------
+# ---- 4-5. timing ------------------------------------------------------------------------------------------------
 
 
-ROUNDS = {"max_time": float(SET_DEFAULTS["peers"]["benchmark_max_time"]),
-          "min_rounds": 2 if DRY else SET_DEFAULTS["peers"]["benchmark_min_rounds"]}
+ROUNDS = {**set_rounds("peers"), **({"min_rounds": 2} if DRY else {})}
 
 
 def suite_seconds(runner: Runner) -> float:
@@ -383,8 +382,10 @@ def write_timing_table(rows, names) -> None:
                     r = table.get((seqlen, causal, pass_, name))
                     if r is None:
                         cells.append("not run")
-                    elif "skipped" in r or "error" in r:
-                        cells.append("skipped" if "skipped" in r else "error")
+                    elif "skipped" in r:
+                        cells.append("skipped")
+                    elif "error" in r:
+                        cells.append("error")
                     else:
                         cells.append(f"{r['tflops']:.0f} ({r['ms']:.2f} ms)")
                 mask = "causal" if causal else "full"

@@ -4,10 +4,11 @@
 
 Shapes: bf16, H = 16, D = 64, 16k tokens (S = 4096 with B = 4, S = 16384 with B = 1), full and causal. The forward's
 candidates are timed on the forward, dK/dV's and dQ's on forward+backward (the other kernels at their defaults),
-each timed as the benchmark suite times it (attnconf.benchmarking.time_rounds, median round). This only chooses: the figures worth citing come from the
-benchmark suite afterwards. A candidate is kept when its geometric mean over the four shapes beats the default's by
-more than MARGIN (default 0.02); $OUT/override-<kernels>.json then holds the kept ones (ATTNCONF_TRITON_BLOCKS's format), and
-$OUT/tiles.json every measurement (both suffixed with the kernels swept: KERNELS=dq writes tiles-dq.json).
+each timed as the benchmark suite times it (attnconf.benchmarking.time_rounds, median round). This only chooses: the
+figures worth citing come from the benchmark suite afterwards. A candidate is kept when its geometric mean over the
+four shapes beats the default's by more than MARGIN (default 0.02); $OUT/override-<kernels>.json then holds the kept
+ones (ATTNCONF_TRITON_BLOCKS's format), and $OUT/tiles.json every measurement (both suffixed with the kernels swept:
+KERNELS=dq writes tiles-dq.json).
 BUDGET (seconds, default 200) bounds the sweep.
 """
 
@@ -30,7 +31,7 @@ import triton  # noqa: E402
 
 from attnconf import registry  # noqa: E402
 from attnconf.benchmarking import (  # noqa: E402
-    SET_DEFAULTS, BenchCase, CacheFlusher, case_flops, make_runner, time_rounds, use_device_clock,
+    BenchCase, CacheFlusher, case_flops, make_runner, set_rounds, time_rounds, use_device_clock,
 )
 
 registry.load_builtin()
@@ -56,8 +57,7 @@ KERNELS = [k for k in os.environ.get("KERNELS", ",".join(CANDIDATES)).split(",")
 
 
 DEVICE = torch.device("cuda")
-ROUNDS = {"max_time": float(SET_DEFAULTS["peers"]["benchmark_max_time"]),
-          "min_rounds": SET_DEFAULTS["peers"]["benchmark_min_rounds"]}
+ROUNDS = set_rounds("peers")
 
 
 def measure(batch: int, seqlen: int, causal: bool, backward: bool, flush: CacheFlusher) -> float:

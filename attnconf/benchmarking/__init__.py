@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from .cases import (  # noqa: F401
     BACKWARD_FLOP_FACTOR, BENCH_SETS, BenchCase, DTYPE_NAMES, LAYOUTS, MATERIALISED_MAX_SEQLEN, PASSES,
-    SET_DEFAULTS, case_flops, causal_alignment, cpu_set, forward_flops, gpu_set, ordered, peers_set, skip_reason,
-    visible_pairs,
+    SET_DEFAULTS, case_flops, causal_alignment, cpu_set, forward_flops, gpu_set, ordered, peers_set, set_rounds,
+    skip_reason, visible_pairs,
 )
 from .clocks import (  # noqa: F401
     CacheFlusher, EventClock, device_clock, set_clock_lead, use_device_clock,

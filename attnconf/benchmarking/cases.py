@@ -139,6 +139,14 @@ SET_DEFAULTS: dict[str, dict] = {
     "gpu": {"benchmark_max_time": "0.1", "benchmark_min_rounds": 10, "impl_budget": None},
     "peers": {"benchmark_max_time": "0.1", "benchmark_min_rounds": 10, "impl_budget": None},
 }
+
+
+def set_rounds(name: str) -> dict:
+    """A set's rounds per benchmark as ``time_rounds`` takes them: ``max_time`` and ``min_rounds``."""
+    defaults = SET_DEFAULTS[name]
+    return {"max_time": float(defaults["benchmark_max_time"]), "min_rounds": defaults["benchmark_min_rounds"]}
+
+
 # Implementations that materialise the [S, S] score matrix (memory_efficient not declared) stop at this length in
 # each set: at 16k tokens and 32 heads one bf16 copy of it is 8 GiB at S = 8192, and such a run costs minutes
 # while showing nothing the shorter lengths do not (the memory plot's S^2 slope is plain from 1k to 4k).

@@ -335,7 +335,7 @@ def _dkdv_query_blocks(dk, dv, k_t, v_t, q_base, do_base, lse_base, lse_sum_base
     (k times transposed q) rounds differently, and near-one-hot rows (large logits) then lose float32 accuracy in dV.
     Rows past the sequence load q = dO = 0 and log2(l) = +inf, so their p is exactly 0.
 
-    dO's load and dP come after dV's product (version 7's order): on an H200 forward+backward ran 1% faster so than
+    dO's load and dP come after dV's product (version 7's order): on an H200 forward+backward ran 1% faster than
     with dP before the softmax (versions 8-9; notes, version 10).
     """
     for start_m in range(lo, hi, BLOCK_M):
