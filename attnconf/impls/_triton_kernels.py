@@ -45,7 +45,7 @@ LOG2E = 1.4426950408889634  # log2(e): exp(x) == exp2(x * LOG2E)
 # value equal to 1 or divisible by 16, which costs compile time and buys nothing (the per-row statistics and the mask
 # are read one scalar per row or key; the tiles' strides, multiples of the head dim, stay specialised). Names a
 # kernel lacks are ignored.
-_RUNTIME_INTS = ["seqlen_q", "seqlen_k", "bottom_right", "group", "win_left", "win_right", "stride_lse_b", "stride_lse_h", "stride_lse_part",
+_RUNTIME_INTS = ["seqlen_q", "seqlen_k", "bottom_right", "group", "n_heads", "group_pairs", "descending", "win_left", "win_right", "stride_lse_b", "stride_lse_h", "stride_lse_part",
                  "stride_delta_b", "stride_delta_h", "stride_mask_b", "stride_mask_s"]
 
 
@@ -117,6 +117,29 @@ def _softmax_grad(p, dp, delta):
     not depend on q or k, so its dQ and that key's dK are exactly 0, as the definition's are.
     """
     return tl.where(p == 1.0, 0.0, p * (dp - delta[:, None]))
+
+
+@triton.jit
+def _program_tile(n_tiles, n_heads, group_pairs, descending):
+    """(tile, head, batch element) of this program in a 1-D grid of ``n_tiles`` programs per (batch, head) pair.
+
+    Programs start roughly in the order of their id. The pairs are taken ``group_pairs`` at a time (the last group
+    may be smaller); inside a group the id runs over the tiles, from the last one if ``descending``, and fastest
+    over the group's pairs. Under a causal mask a tile's work grows (forward, dQ) or shrinks (dK/dV) with its index:
+    the longest tiles of a group then start first and the grid ends on short programs, instead of one long program
+    running on while the other multiprocessors idle. A group's pairs run side by side, so the wrapper sizes the
+    group for the tensors they stream to share L2. ``group_pairs = 1`` with ascending tiles is the plain order of a
+    grid (tiles, heads, batch)."""
+    pid = tl.program_id(0)
+    n_pairs = tl.num_programs(0) // n_tiles
+    first = pid // (group_pairs * n_tiles) * group_pairs
+    size = tl.minimum(group_pairs, n_pairs - first)
+    rank = pid - first * n_tiles
+    tile = rank // size
+    if descending:
+        tile = n_tiles - 1 - tile
+    pair = first + rank % size
+    return tile, pair % n_heads, pair // n_heads
 
 
 @triton.jit
@@ -208,12 +231,13 @@ def attention_forward_kernel(
     stride_lse_b, stride_lse_h, stride_lse_part,
     stride_mask_b, stride_mask_s,
     seqlen_q, seqlen_k, group, qk_scale, softcap_scale, bottom_right, win_left, win_right,
+    n_heads, group_pairs, descending,
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, IS_VARLEN: tl.constexpr,
     UPCAST: tl.constexpr, PRECISION: tl.constexpr, HAS_WINDOW: tl.constexpr, HAS_SOFTCAP: tl.constexpr,
 ):
     """One program: BLOCK_M query rows of one head of one sequence. Writes O and the two-part log-sum-exp."""
-    pid_m, head, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    pid_m, head, b = _program_tile(tl.cdiv(seqlen_q, BLOCK_M), n_heads, group_pairs, descending)
     q_start, len_q = _sequence(CU_Q, b, seqlen_q, IS_VARLEN)
     k_start, len_k = _sequence(CU_K, b, seqlen_k, IS_VARLEN)
     start_m = pid_m * BLOCK_M
@@ -382,6 +406,7 @@ def attention_backward_dkdv_kernel(
     stride_lse_b, stride_lse_h, stride_lse_part,
     stride_mask_b, stride_mask_s,
     seqlen_q, seqlen_k, group, qk_scale, softcap_scale, sm_scale, bottom_right, win_left, win_right,
+    n_heads, group_pairs, descending,
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, IS_VARLEN: tl.constexpr,
     UPCAST: tl.constexpr, PRECISION: tl.constexpr, HAS_WINDOW: tl.constexpr, HAS_SOFTCAP: tl.constexpr,
@@ -392,7 +417,7 @@ def attention_backward_dkdv_kernel(
     One program owns each dK/dV tile and loops over the whole group itself, so there are no atomic adds: the
     summation order is fixed and the result is bit-identical from run to run.
     """
-    pid_n, kv_head, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    pid_n, kv_head, b = _program_tile(tl.cdiv(seqlen_k, BLOCK_N), n_heads, group_pairs, descending)
     q_start, len_q = _sequence(CU_Q, b, seqlen_q, IS_VARLEN)
     k_start, len_k = _sequence(CU_K, b, seqlen_k, IS_VARLEN)
     start_n = pid_n * BLOCK_N
@@ -502,13 +527,14 @@ def attention_backward_dq_kernel(
     stride_lse_b, stride_lse_h, stride_lse_part,
     stride_mask_b, stride_mask_s,
     seqlen_q, seqlen_k, group, qk_scale, softcap_scale, sm_scale, bottom_right, win_left, win_right,
+    n_heads, group_pairs, descending,
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, IS_VARLEN: tl.constexpr,
     UPCAST: tl.constexpr, PRECISION: tl.constexpr, HAS_WINDOW: tl.constexpr, HAS_SOFTCAP: tl.constexpr,
     SINGLE_LSE: tl.constexpr,
 ):
     """One program: dQ of BLOCK_M query rows of one head (its own tile: no atomics)."""
-    pid_m, head, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    pid_m, head, b = _program_tile(tl.cdiv(seqlen_q, BLOCK_M), n_heads, group_pairs, descending)
     q_start, len_q = _sequence(CU_Q, b, seqlen_q, IS_VARLEN)
     k_start, len_k = _sequence(CU_K, b, seqlen_k, IS_VARLEN)
     start_m = pid_m * BLOCK_M

@@ -214,6 +214,36 @@ def _window_options(problem: Problem) -> dict:
     return dict(HAS_WINDOW=True, win_left=left, win_right=right)
 
 
+# Under a causal mask the kernels start their longest programs first, in groups of (batch, head) pairs sized to L2
+# (see _triton_kernels._program_tile). ATTNCONF_TRITON_ORDER=linear keeps the plain grid order of version 10 for
+# every mask: the measurement's baseline (notes, version 11).
+LONGEST_FIRST = os.environ.get("ATTNCONF_TRITON_ORDER", "longest-first") != "linear"
+# Without a device to ask (the interpreter), an H100's or H200's L2: the grouping is exercised as on those GPUs.
+DEFAULT_L2_BYTES = 50 << 20
+
+
+def _l2_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).L2_cache_size
+    return DEFAULT_L2_BYTES
+
+
+def _launch_order(problem: Problem, tiles: int, heads: int, streamed_rows: int, dtype_bytes: int,
+                  device: torch.device, longest_last_tile: bool) -> tuple[tuple[int], dict]:
+    """The 1-D grid of a kernel with ``tiles`` programs per (batch, head) pair, and its order arguments.
+
+    With a causal mask the pairs go in groups whose streamed tiles (two tensors of ``streamed_rows`` rows: K and V,
+    or Q and dO) take at most half of L2 together, longest tile first (the last one when ``longest_last_tile``).
+    Otherwise every program has about the same work, and the grid keeps the plain order: a pair's tiles in turn."""
+    pairs = problem.batch * heads
+    order = dict(n_heads=heads, group_pairs=1, descending=0)
+    if problem.causal is not None and LONGEST_FIRST:
+        streamed = max(1, 2 * streamed_rows * problem.head_dim * dtype_bytes)  # (no keys at all: 0 rows)
+        order.update(group_pairs=max(1, min(pairs, _l2_bytes(device) // 2 // streamed)),
+                     descending=int(longest_last_tile))
+    return (tiles * pairs,), order
+
+
 def _row_stat_shape(problem: Problem, q: torch.Tensor) -> tuple[int, ...]:
     return (problem.heads_q, q.shape[0]) if problem.varlen else (problem.batch, problem.heads_q, problem.seqlen_q)
 
@@ -239,7 +269,8 @@ def _forward(q, k, v, kpm, cu_q, cu_k, problem: Problem):
         lse[1].fill_(float("inf"))
         return out.zero_(), lse
     blocks = blocks_for("forward", problem.head_dim, q.dtype)
-    grid = (triton.cdiv(problem.seqlen_q, blocks.block_m), problem.heads_q, problem.batch)
+    grid, order = _launch_order(problem, triton.cdiv(problem.seqlen_q, blocks.block_m), problem.heads_q,
+                                problem.seqlen_k, q.element_size(), q.device, longest_last_tile=True)
     mask_strides = (kpm.stride(0), kpm.stride(1)) if kpm is not None else (0, 0)
     with _device_guard(q):
         kernels.attention_forward_kernel[grid](
@@ -247,7 +278,7 @@ def _forward(q, k, v, kpm, cu_q, cu_k, problem: Problem):
             cu_k if cu_k is not None else q,
             *_strides(q, problem.varlen), *_strides(k, problem.varlen), *_strides(v, problem.varlen),
             *_strides(out, problem.varlen), *_lse_strides(problem, lse), *mask_strides,
-            problem.seqlen_q, problem.seqlen_k, problem.group, *_score_scales(problem),
+            problem.seqlen_q, problem.seqlen_k, problem.group, *_score_scales(problem), **order,
             HEAD_DIM=problem.head_dim, BLOCK_M=blocks.block_m, BLOCK_N=blocks.block_n, HAS_KPM=kpm is not None,
             IS_VARLEN=problem.varlen, **blocks.launch_options(),
             **_causal_options(problem), **_dot_options(q.dtype),
@@ -283,21 +314,25 @@ def _backward(dout, q, k, v, out, lse, kpm, cu_q, cu_k, problem: Problem):
             **pre.launch_options(),
         )
         blocks = blocks_for("dkdv", problem.head_dim, q.dtype)
-        grid = (triton.cdiv(problem.seqlen_k, blocks.block_n), problem.heads_kv, problem.batch)
+        # a key tile streams Q and dO of every query head of its group
+        grid, order = _launch_order(problem, triton.cdiv(problem.seqlen_k, blocks.block_n), problem.heads_kv,
+                                    problem.seqlen_q * problem.group, q.element_size(), q.device,
+                                    longest_last_tile=False)
         kernels.attention_backward_dkdv_kernel[grid](
             q, k, v, dout, lse, lse_sum, delta, dk, dv, kpm_arg, cu_q_arg, cu_k_arg,
             *_strides(q, varlen), *_strides(k, varlen), *_strides(v, varlen), *_strides(dout, varlen),
             *_strides(dk, varlen), *_strides(dv, varlen), *_lse_strides(problem, lse), *mask_strides,
-            problem.seqlen_q, problem.seqlen_k, problem.group, *score_scales, problem.scale,
+            problem.seqlen_q, problem.seqlen_k, problem.group, *score_scales, problem.scale, **order,
             BLOCK_M=blocks.block_m, BLOCK_N=blocks.block_n, **blocks.launch_options(), **common,
         )
         blocks = blocks_for("dq", problem.head_dim, q.dtype)
-        grid = (triton.cdiv(problem.seqlen_q, blocks.block_m), problem.heads_q, problem.batch)
+        grid, order = _launch_order(problem, triton.cdiv(problem.seqlen_q, blocks.block_m), problem.heads_q,
+                                    problem.seqlen_k, q.element_size(), q.device, longest_last_tile=True)
         kernels.attention_backward_dq_kernel[grid](
             q, k, v, dout, lse, delta, dq, kpm_arg, cu_q_arg, cu_k_arg,
             *_strides(q, varlen), *_strides(k, varlen), *_strides(v, varlen), *_strides(dout, varlen),
             *_strides(dq, varlen), *_lse_strides(problem, lse), *mask_strides,
-            problem.seqlen_q, problem.seqlen_k, problem.group, *score_scales, problem.scale,
+            problem.seqlen_q, problem.seqlen_k, problem.group, *score_scales, problem.scale, **order,
             BLOCK_M=blocks.block_m, BLOCK_N=blocks.block_n, **blocks.launch_options(), **common,
         )
     return dq, dk, dv
