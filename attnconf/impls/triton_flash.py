@@ -220,6 +220,10 @@ def _window_options(problem: Problem) -> dict:
 LONGEST_FIRST = os.environ.get("ATTNCONF_TRITON_ORDER", "longest-first") != "linear"
 # Without a device to ask (the interpreter), an H100's or H200's L2: the grouping is exercised as on those GPUs.
 DEFAULT_L2_BYTES = 50 << 20
+# measurement only (version 11's second call): the share of L2 a group may fill is 1/ATTNCONF_TRITON_ORDER_SHARE
+# (0: groups of one pair), and ATTNCONF_TRITON_ORDER_DKDV=0 leaves dK/dV (already longest first per pair) plain
+_ORDER_SHARE = int(os.environ.get("ATTNCONF_TRITON_ORDER_SHARE", "2"))
+_ORDER_DKDV = os.environ.get("ATTNCONF_TRITON_ORDER_DKDV", "1") != "0"
 
 
 def _l2_bytes(device: torch.device) -> int:
@@ -237,9 +241,10 @@ def _launch_order(problem: Problem, tiles: int, heads: int, streamed_rows: int, 
     Otherwise every program has about the same work, and the grid keeps the plain order: a pair's tiles in turn."""
     pairs = problem.batch * heads
     order = dict(n_heads=heads, group_pairs=1, descending=0)
-    if problem.causal is not None and LONGEST_FIRST:
+    if problem.causal is not None and LONGEST_FIRST and (longest_last_tile or _ORDER_DKDV):
         streamed = max(1, 2 * streamed_rows * problem.head_dim * dtype_bytes)  # (no keys at all: 0 rows)
-        order.update(group_pairs=max(1, min(pairs, _l2_bytes(device) // 2 // streamed)),
+        group = _l2_bytes(device) // _ORDER_SHARE // streamed if _ORDER_SHARE else 1
+        order.update(group_pairs=max(1, min(pairs, group)),
                      descending=int(longest_last_tile))
     return (tiles * pairs,), order
 
