@@ -232,10 +232,10 @@ def test_a_generous_max_seqlen_changes_nothing():
 @pytest.mark.parametrize("causal", ["top_left", "bottom_right"])
 @pytest.mark.parametrize("group_pairs", [1, 2, 3, 5])
 def test_launch_order_changes_no_bit(monkeypatch, causal, group_pairs):
-    """Causal masks launch the longest tiles first in groups of (batch, head) pairs: every tile of every pair must
-    still run exactly once, so outputs and gradients equal the plain order's bit for bit. Five pairs (five query
-    heads, GQA by ones in dK/dV) in groups of 1, 2 (a last group of one), 3 and all 5, three tiles each (130 rows in
-    blocks of 64 on the interpreter)."""
+    """Causal masks launch the forward's and dQ's longest tiles first, in groups of (batch, head) pairs: every tile of
+    every pair must still run exactly once, so outputs and gradients equal the plain order's bit for bit. Five pairs
+    in groups of 1, 2 (a last group of one), 3 and all 5, three tiles each (130 rows in blocks of 64 on the
+    interpreter)."""
     case = DenseCase(batch=1, seqlen_q=130, seqlen_k=140, heads_q=5, heads_kv=5, dtype=DTYPE, causal=causal,
                      mask="random")
     inputs = _case_inputs(case, seed=5)
@@ -249,8 +249,9 @@ def test_launch_order_changes_no_bit(monkeypatch, causal, group_pairs):
     monkeypatch.setattr(triton_flash, "LONGEST_FIRST", False)
     plain = run()
     monkeypatch.setattr(triton_flash, "LONGEST_FIRST", True)
-    # half of L2 holds `group_pairs` pairs' streamed tiles: 2 tensors of 140 (or 130) rows of 64 elements
-    monkeypatch.setattr(triton_flash, "_l2_bytes", lambda device: 2 * group_pairs * 2 * 140 * 64 * DTYPE.itemsize)
+    # L2's share holds `group_pairs` pairs' streamed tiles: K and V, 140 rows of 64 elements each
+    l2_bytes = triton_flash.L2_SHARE * group_pairs * 2 * 140 * 64 * DTYPE.itemsize
+    monkeypatch.setattr(triton_flash, "_l2_bytes", lambda device: l2_bytes)
     grouped = run()
     assert all(torch.equal(a, b) for a, b in zip(plain, grouped))
 

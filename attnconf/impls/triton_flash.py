@@ -214,16 +214,14 @@ def _window_options(problem: Problem) -> dict:
     return dict(HAS_WINDOW=True, win_left=left, win_right=right)
 
 
-# Under a causal mask the kernels start their longest programs first, in groups of (batch, head) pairs sized to L2
-# (see _triton_kernels._program_tile). ATTNCONF_TRITON_ORDER=linear keeps the plain grid order of version 10 for
-# every mask: the measurement's baseline (notes, version 11).
+# Under a causal mask the forward and dQ start their longest programs first, in groups of (batch, head) pairs sized to
+# a share of L2 (see _triton_kernels._program_tile); dK/dV's plain order already starts each pair's longest tile
+# first. ATTNCONF_TRITON_ORDER=linear keeps version 10's plain order: the measurement's baseline (notes, version 11).
 LONGEST_FIRST = os.environ.get("ATTNCONF_TRITON_ORDER", "longest-first") != "linear"
 # Without a device to ask (the interpreter), an H100's or H200's L2: the grouping is exercised as on those GPUs.
 DEFAULT_L2_BYTES = 50 << 20
-# measurement only (version 11's second call): the share of L2 a group may fill is 1/ATTNCONF_TRITON_ORDER_SHARE
-# (0: groups of one pair), and ATTNCONF_TRITON_ORDER_DKDV=0 leaves dK/dV (already longest first per pair) plain
-_ORDER_SHARE = int(os.environ.get("ATTNCONF_TRITON_ORDER_SHARE", "2"))
-_ORDER_DKDV = os.environ.get("ATTNCONF_TRITON_ORDER_DKDV", "1") != "0"
+# a group's streamed tiles fill at most 1/L2_SHARE of L2: an eighth beat a half on an H200 (notes, version 11)
+L2_SHARE = int(os.environ.get("ATTNCONF_TRITON_ORDER_SHARE", "8"))  # (the variable: measurement only; 0: one pair)
 
 
 def _l2_bytes(device: torch.device) -> int:
@@ -236,16 +234,16 @@ def _launch_order(problem: Problem, tiles: int, heads: int, streamed_rows: int, 
                   device: torch.device, longest_last_tile: bool) -> tuple[tuple[int], dict]:
     """The 1-D grid of a kernel with ``tiles`` programs per (batch, head) pair, and its order arguments.
 
-    With a causal mask the pairs go in groups whose streamed tiles (two tensors of ``streamed_rows`` rows: K and V,
-    or Q and dO) take at most half of L2 together, longest tile first (the last one when ``longest_last_tile``).
-    Otherwise every program has about the same work, and the grid keeps the plain order: a pair's tiles in turn."""
+    With a causal mask and ``longest_last_tile`` (forward, dQ) the pairs go in groups whose streamed tiles (K and V:
+    two tensors of ``streamed_rows`` rows) take at most 1/L2_SHARE of L2 together, last tile first. Otherwise the
+    grid keeps the plain order, a pair's tiles in turn: every program has about the same work, or (dK/dV) the
+    longest comes first anyway."""
     pairs = problem.batch * heads
     order = dict(n_heads=heads, group_pairs=1, descending=0)
-    if problem.causal is not None and LONGEST_FIRST and (longest_last_tile or _ORDER_DKDV):
+    if problem.causal is not None and LONGEST_FIRST and longest_last_tile:
         streamed = max(1, 2 * streamed_rows * problem.head_dim * dtype_bytes)  # (no keys at all: 0 rows)
-        group = _l2_bytes(device) // _ORDER_SHARE // streamed if _ORDER_SHARE else 1
-        order.update(group_pairs=max(1, min(pairs, group)),
-                     descending=int(longest_last_tile))
+        group = _l2_bytes(device) // L2_SHARE // streamed if L2_SHARE else 1
+        order.update(group_pairs=max(1, min(pairs, group)), descending=1)
     return (tiles * pairs,), order
 
 
@@ -319,10 +317,8 @@ def _backward(dout, q, k, v, out, lse, kpm, cu_q, cu_k, problem: Problem):
             **pre.launch_options(),
         )
         blocks = blocks_for("dkdv", problem.head_dim, q.dtype)
-        # a key tile streams Q and dO of every query head of its group
         grid, order = _launch_order(problem, triton.cdiv(problem.seqlen_k, blocks.block_n), problem.heads_kv,
-                                    problem.seqlen_q * problem.group, q.element_size(), q.device,
-                                    longest_last_tile=False)
+                                    problem.seqlen_q, q.element_size(), q.device, longest_last_tile=False)
         kernels.attention_backward_dkdv_kernel[grid](
             q, k, v, dout, lse, lse_sum, delta, dk, dv, kpm_arg, cu_q_arg, cu_k_arg,
             *_strides(q, varlen), *_strides(k, varlen), *_strides(v, varlen), *_strides(dout, varlen),
