@@ -216,12 +216,13 @@ def _window_options(problem: Problem) -> dict:
 
 # Under a causal mask the forward and dQ start their longest programs first, in groups of (batch, head) pairs sized to
 # a share of L2 (see _triton_kernels._program_tile); dK/dV's plain order already starts each pair's longest tile
-# first. ATTNCONF_TRITON_ORDER=linear keeps version 10's plain order: the measurement's baseline (notes, version 11).
-LONGEST_FIRST = os.environ.get("ATTNCONF_TRITON_ORDER", "longest-first") != "linear"
+# first. False gives version 10's plain order (the measurement's baseline, notes, version 11; the tests compare both).
+LONGEST_FIRST = True
 # Without a device to ask (the interpreter), an H100's or H200's L2: the grouping is exercised as on those GPUs.
 DEFAULT_L2_BYTES = 50 << 20
-# a group's streamed tiles fill at most 1/L2_SHARE of L2: an eighth beat a half on an H200 (notes, version 11)
-L2_SHARE = int(os.environ.get("ATTNCONF_TRITON_ORDER_SHARE", "8"))  # (the variable: measurement only; 0: one pair)
+# a group's streamed tiles fill at most 1/L2_SHARE of L2: on an H200 an eighth beat both a half and single pairs
+# (notes, version 11)
+L2_SHARE = 8
 
 
 def _l2_bytes(device: torch.device) -> int:
@@ -242,8 +243,7 @@ def _launch_order(problem: Problem, tiles: int, heads: int, streamed_rows: int, 
     order = dict(n_heads=heads, group_pairs=1, descending=0)
     if problem.causal is not None and LONGEST_FIRST and longest_last_tile:
         streamed = max(1, 2 * streamed_rows * problem.head_dim * dtype_bytes)  # (no keys at all: 0 rows)
-        group = _l2_bytes(device) // L2_SHARE // streamed if L2_SHARE else 1
-        order.update(group_pairs=max(1, min(pairs, group)), descending=1)
+        order.update(group_pairs=max(1, min(pairs, _l2_bytes(device) // L2_SHARE // streamed)), descending=1)
     return (tiles * pairs,), order
 
 
