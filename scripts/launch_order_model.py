@@ -3,8 +3,8 @@
 Each multiprocessor holds ``--slots-per-sm`` programs; a program starts on the first free slot in the order of its
 id and runs for (key or query blocks it visits + one block of fixed cost). The model prints the makespan over the
 ideal (total work / slots) for the plain grid order and for the order triton-flash launches causal grids in
-(`triton_flash._launch_order`: longest tile first, in L2-sized groups of pairs), at the peer table's dense shapes
-(bf16, D = 64, 16 heads, B*S = 16k). It counts neither the diagonal's masked blocks nor L2 effects: a prediction
+(`triton_flash._longest_first_order` for the forward and dQ, `_plain_order` for dK/dV), at the peer table's dense
+shapes (bf16, D = 64, 16 heads, B*S = 16k). It counts neither the diagonal's masked blocks nor L2 effects: a prediction
 to check on the GPU, not a measurement. Usage, from the repository root (no GPU needed):
 
     python scripts/launch_order_model.py [--sms 132] [--slots-per-sm 2] [--l2-mib 50]
@@ -64,8 +64,11 @@ def main() -> None:
                 work = [(t + 1) * blocks.block_m / step + 1 for t in range(tiles)]
             pairs = problem.batch * problem.heads_q
             ideal = sum(work) * pairs / slots
-            _grid, order = triton_flash._launch_order(problem, tiles, problem.heads_q, seqlen, 2,
-                                                      torch.device("cpu"), longest_last_tile=kernel != "dkdv")
+            if kernel == "dkdv":
+                _grid, order = triton_flash._plain_order(problem, tiles, problem.heads_q)
+            else:
+                _grid, order = triton_flash._longest_first_order(problem, tiles, problem.heads_q, seqlen, 2,
+                                                                 torch.device("cpu"))
             plain = makespan([work[t] for t in program_order(tiles, pairs, 1, 0)], slots) / ideal
             longest = makespan([work[t] for t in program_order(tiles, pairs, order["group_pairs"],
                                                                 order["descending"])], slots) / ideal

@@ -45,8 +45,9 @@ LOG2E = 1.4426950408889634  # log2(e): exp(x) == exp2(x * LOG2E)
 # value equal to 1 or divisible by 16, which costs compile time and buys nothing (the per-row statistics and the mask
 # are read one scalar per row or key; the tiles' strides, multiples of the head dim, stay specialised). Names a
 # kernel lacks are ignored.
-_RUNTIME_INTS = ["seqlen_q", "seqlen_k", "bottom_right", "group", "n_heads", "group_pairs", "descending", "win_left", "win_right", "stride_lse_b", "stride_lse_h", "stride_lse_part",
-                 "stride_delta_b", "stride_delta_h", "stride_mask_b", "stride_mask_s"]
+_RUNTIME_INTS = ["seqlen_q", "seqlen_k", "bottom_right", "group", "n_heads", "group_pairs", "descending", "win_left",
+                 "win_right", "stride_lse_b", "stride_lse_h", "stride_lse_part", "stride_delta_b", "stride_delta_h",
+                 "stride_mask_b", "stride_mask_s"]
 
 
 @triton.jit

@@ -231,20 +231,25 @@ def _l2_bytes(device: torch.device) -> int:
     return DEFAULT_L2_BYTES
 
 
-def _launch_order(problem: Problem, tiles: int, heads: int, streamed_rows: int, dtype_bytes: int,
-                  device: torch.device, longest_last_tile: bool) -> tuple[tuple[int], dict]:
-    """The 1-D grid of a kernel with ``tiles`` programs per (batch, head) pair, and its order arguments.
+def _plain_order(problem: Problem, tiles: int, heads: int) -> tuple[tuple[int], dict]:
+    """The 1-D grid of a kernel with ``tiles`` programs per (batch, head) pair, in the plain order (a pair's tiles in
+    turn, ascending), and its order arguments. dK/dV always takes it: under a causal mask its longest tile is each
+    pair's first."""
+    return (tiles * problem.batch * heads,), dict(n_heads=heads, group_pairs=1, descending=0)
 
-    With a causal mask and ``longest_last_tile`` (forward, dQ) the pairs go in groups whose streamed tiles (K and V:
-    two tensors of ``streamed_rows`` rows) take at most 1/L2_SHARE of L2 together, last tile first. Otherwise the
-    grid keeps the plain order, a pair's tiles in turn: every program has about the same work, or (dK/dV) the
-    longest comes first anyway."""
-    pairs = problem.batch * heads
-    order = dict(n_heads=heads, group_pairs=1, descending=0)
-    if problem.causal is not None and LONGEST_FIRST and longest_last_tile:
+
+def _longest_first_order(problem: Problem, tiles: int, heads: int, streamed_rows: int, dtype_bytes: int,
+                         device: torch.device) -> tuple[tuple[int], dict]:
+    """The forward's and dQ's grid and order arguments. Under a causal mask a tile's work grows with its index, so
+    the pairs go in groups whose streamed tiles (K and V: two tensors of ``streamed_rows`` rows) take at most
+    1/L2_SHARE of L2 together, last tile first. Without one every program has about the same work: the plain order.
+    """
+    grid, order = _plain_order(problem, tiles, heads)
+    if problem.causal is not None and LONGEST_FIRST:
         streamed = max(1, 2 * streamed_rows * problem.head_dim * dtype_bytes)  # (no keys at all: 0 rows)
-        order.update(group_pairs=max(1, min(pairs, _l2_bytes(device) // L2_SHARE // streamed)), descending=1)
-    return (tiles * pairs,), order
+        group = _l2_bytes(device) // L2_SHARE // streamed
+        order.update(group_pairs=max(1, min(problem.batch * heads, group)), descending=1)
+    return grid, order
 
 
 def _row_stat_shape(problem: Problem, q: torch.Tensor) -> tuple[int, ...]:
@@ -272,8 +277,8 @@ def _forward(q, k, v, kpm, cu_q, cu_k, problem: Problem):
         lse[1].fill_(float("inf"))
         return out.zero_(), lse
     blocks = blocks_for("forward", problem.head_dim, q.dtype)
-    grid, order = _launch_order(problem, triton.cdiv(problem.seqlen_q, blocks.block_m), problem.heads_q,
-                                problem.seqlen_k, q.element_size(), q.device, longest_last_tile=True)
+    grid, order = _longest_first_order(problem, triton.cdiv(problem.seqlen_q, blocks.block_m), problem.heads_q,
+                                       problem.seqlen_k, q.element_size(), q.device)
     mask_strides = (kpm.stride(0), kpm.stride(1)) if kpm is not None else (0, 0)
     with _device_guard(q):
         kernels.attention_forward_kernel[grid](
@@ -317,8 +322,7 @@ def _backward(dout, q, k, v, out, lse, kpm, cu_q, cu_k, problem: Problem):
             **pre.launch_options(),
         )
         blocks = blocks_for("dkdv", problem.head_dim, q.dtype)
-        grid, order = _launch_order(problem, triton.cdiv(problem.seqlen_k, blocks.block_n), problem.heads_kv,
-                                    problem.seqlen_q, q.element_size(), q.device, longest_last_tile=False)
+        grid, order = _plain_order(problem, triton.cdiv(problem.seqlen_k, blocks.block_n), problem.heads_kv)
         kernels.attention_backward_dkdv_kernel[grid](
             q, k, v, dout, lse, lse_sum, delta, dk, dv, kpm_arg, cu_q_arg, cu_k_arg,
             *_strides(q, varlen), *_strides(k, varlen), *_strides(v, varlen), *_strides(dout, varlen),
@@ -327,8 +331,8 @@ def _backward(dout, q, k, v, out, lse, kpm, cu_q, cu_k, problem: Problem):
             BLOCK_M=blocks.block_m, BLOCK_N=blocks.block_n, **blocks.launch_options(), **common,
         )
         blocks = blocks_for("dq", problem.head_dim, q.dtype)
-        grid, order = _launch_order(problem, triton.cdiv(problem.seqlen_q, blocks.block_m), problem.heads_q,
-                                    problem.seqlen_k, q.element_size(), q.device, longest_last_tile=True)
+        grid, order = _longest_first_order(problem, triton.cdiv(problem.seqlen_q, blocks.block_m), problem.heads_q,
+                                           problem.seqlen_k, q.element_size(), q.device)
         kernels.attention_backward_dq_kernel[grid](
             q, k, v, dout, lse, delta, dq, kpm_arg, cu_q_arg, cu_k_arg,
             *_strides(q, varlen), *_strides(k, varlen), *_strides(v, varlen), *_strides(dout, varlen),
