@@ -188,6 +188,18 @@ def _dot_options(dtype: torch.dtype) -> dict:
 SINGLE_LSE_16BIT = os.environ.get("ATTNCONF_TRITON_LSE", "single") != "two"
 
 
+# The forward's share of exponentials computed on the FMA units in blocks without masking (_exp2_shared): 0, 2 (one
+# column in 2) or 4 (one in 4), 16-bit inputs only; a float32 result keeps the exponential unit's full accuracy.
+# ATTNCONF_TRITON_EXP2_FMA=<share> picks another share for a measurement (notes, version 12).
+EXP2_FMA_SHARE = int(os.environ.get("ATTNCONF_TRITON_EXP2_FMA", "4"))
+
+
+def _exp2_options(dtype: torch.dtype) -> dict:
+    # a degree-3 polynomial is accurate to 1.1e-4 of bfloat16's 2e-3 half unit; float16's 4.9e-4 takes degree 4
+    return dict(FMA_SHARE=0 if dtype == torch.float32 else EXP2_FMA_SHARE,
+                FMA_DEGREE=4 if dtype == torch.float16 else 3)
+
+
 def _single_lse(dtype: torch.dtype) -> bool:
     return SINGLE_LSE_16BIT and dtype != torch.float32
 
@@ -289,7 +301,7 @@ def _forward(q, k, v, kpm, cu_q, cu_k, problem: Problem):
             problem.seqlen_q, problem.seqlen_k, problem.group, *_score_scales(problem), **order,
             HEAD_DIM=problem.head_dim, BLOCK_M=blocks.block_m, BLOCK_N=blocks.block_n, HAS_KPM=kpm is not None,
             IS_VARLEN=problem.varlen, **blocks.launch_options(),
-            **_causal_options(problem), **_dot_options(q.dtype),
+            **_causal_options(problem), **_dot_options(q.dtype), **_exp2_options(q.dtype),
         )
     return out, lse
 
