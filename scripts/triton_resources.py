@@ -19,7 +19,6 @@ from pathlib import Path
 os.environ.pop("TRITON_INTERPRET", None)  # compile for real, not for the interpreter
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import torch  # noqa: E402
 import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
@@ -65,10 +64,9 @@ def divisibility(fn, signature: dict) -> dict:
 def resources(kernel: str, dtype: str, head_dim: int, blocks: triton_flash.Blocks, *, causal=True, kpm=False,
               varlen=False, window=False, softcap=False) -> str:
     fn = KERNELS[kernel]
-    fma = triton_flash._exp2_options(torch.float32 if dtype == "fp32" else torch.bfloat16)
-    constexprs = dict(HEAD_DIM=head_dim, BLOCK_M=blocks.block_m, BLOCK_N=blocks.block_n, CAUSAL=causal, **fma,
+    constexprs = dict(HEAD_DIM=head_dim, BLOCK_M=blocks.block_m, BLOCK_N=blocks.block_n, CAUSAL=causal,
                       HAS_KPM=kpm, IS_VARLEN=varlen, UPCAST=False, PRECISION="ieee" if dtype == "fp32" else "tf32",
-                      HAS_WINDOW=window, HAS_SOFTCAP=softcap, SINGLE_LSE=triton_flash.SINGLE_LSE_16BIT and dtype != "fp32")
+                      HAS_WINDOW=window, HAS_SOFTCAP=softcap, MAX_BEFORE_SCALE=True, SINGLE_LSE=triton_flash.SINGLE_LSE_16BIT and dtype != "fp32")
     constexprs = {name: value for name, value in constexprs.items() if name in fn.arg_names}
     types = signature(fn, dtype, constexprs)
     compiled = triton.compile(ASTSource(fn, types, constexprs=constexprs, attrs=divisibility(fn, types)), target=TARGET,

@@ -142,56 +142,6 @@ def test_tanh_and_slope_are_accurate_everywhere():
     assert ((slope.double() - exact_slope).abs() <= (4 + 2 * x.double().abs()) * eps * exact_slope).all()
 
 
-@triton.jit
-def exp2_on_fma_kernel(X, Y, N: tl.constexpr, DEGREE: tl.constexpr):
-    offs = tl.arange(0, N)
-    tl.store(Y + offs, _triton_kernels._exp2_on_fma(tl.load(X + offs), DEGREE))
-
-
-@pytest.mark.parametrize("degree,bound", [(3, 1.1e-4), (4, 3.1e-6)])
-def test_exp2_on_fma_is_accurate_and_exact_at_zero(degree, bound):
-    """The forward's polynomial 2**x (x <= 0, the FMA units' share of the exponentials) against float64: within its
-    stated relative error at and between integers, exactly 1 at 0 (a row's largest term), and a normal float no
-    larger than 2**-125 from -126 down, where the exponential unit gives 0 or a subnormal."""
-    x = torch.cat([torch.linspace(-126, 0, 8192), -torch.rand(4096, generator=torch.Generator().manual_seed(0)),
-                   torch.arange(-126.0, 0.5, 0.5), torch.tensor([-126.4, -200.0, -1e30])])
-    x = torch.cat([x, torch.zeros(4096 - x.numel() % 4096)])
-    y = torch.empty_like(x, device=DEVICE)
-    exp2_on_fma_kernel[(1,)](x.to(DEVICE), y, N=x.numel(), DEGREE=degree)
-    y = y.cpu().double()
-    inside = x >= -126
-    exact = torch.exp2(x.double())
-    assert ((y[inside] - exact[inside]).abs() <= bound * exact[inside]).all()
-    assert (y[x == 0] == 1).all()
-    below = x <= -126
-    assert ((y[below] >= 2.0 ** -126) & (y[below] <= 2.0 ** -125)).all()
-
-
-@triton.jit
-def exp2_shared_kernel(X, Y, E, M: tl.constexpr, N: tl.constexpr, SHARE: tl.constexpr):
-    offs = tl.arange(0, M)[:, None] * N + tl.arange(0, N)[None, :]
-    x = tl.load(X + offs)
-    tl.store(Y + offs, _triton_kernels._exp2_shared(x, M, N, SHARE, 3))
-    tl.store(E + offs, tl.exp2(x))
-
-
-@pytest.mark.parametrize("share", [2, 4])
-def test_exp2_shared_puts_its_share_of_columns_on_the_fma_units(share):
-    """One column in 2 (the odd ones) or one in 4 (the odd ones of every other group of 8) takes the polynomial, the
-    rest the exponential unit's exp2 bit for bit: the split and its way back must not move any element."""
-    rows, cols = 16, 64
-    x = -8 * torch.rand(rows, cols, generator=torch.Generator().manual_seed(1))
-    y, unit = torch.empty_like(x, device=DEVICE), torch.empty_like(x, device=DEVICE)
-    exp2_shared_kernel[(1,)](x.to(DEVICE), y, unit, M=rows, N=cols, SHARE=share)
-    y, unit = y.cpu(), unit.cpu()
-    col = torch.arange(cols)
-    on_fma = (col % 2 == 1) if share == 2 else (col % 2 == 1) & (col // 8 % 2 == 1)
-    assert torch.equal(y[:, ~on_fma], unit[:, ~on_fma])
-    assert ((y[:, on_fma].double() - torch.exp2(x[:, on_fma].double())).abs() <= 1.1e-4 * y[:, on_fma]).all()
-    # the polynomial differs from the unit's exp2 in most elements: these columns really took it
-    assert (y[:, on_fma] != unit[:, on_fma]).double().mean() > 0.5
-
-
 # Softcap on top of the loops' phases (window edges, causal diagonal) and across block boundaries, dense and packed
 @pytest.mark.parametrize("shape,window,causal", [((130, 130), None, "top_left"), ((70, 200), (5, 65), None),
                                                  ((200, 70), (-1, 70), "bottom_right")], ids=str)
@@ -304,6 +254,38 @@ def test_launch_order_changes_no_bit(monkeypatch, causal, group_pairs):
     monkeypatch.setattr(triton_flash, "_l2_bytes", lambda device: l2_bytes)
     grouped = run()
     assert all(torch.equal(a, b) for a, b in zip(plain, grouped))
+
+
+@pytest.mark.parametrize("options", [dict(), dict(causal="bottom_right", scale=0.3), dict(softcap=5.0),
+                                     dict(mask="random", causal="top_left")], ids=str)
+def test_max_before_the_scale_changes_no_bit(monkeypatch, options):
+    """The forward's unmasked blocks take each row's max before the positive scale and scale it once per row: that
+    must give the numbers of scaling every score first, bit for bit (rounding x * scale is monotone in x), with and
+    without causal masking, a softcap or a key-padding mask, over several key blocks and a partial last one."""
+    case = DenseCase(batch=1, seqlen_q=130, seqlen_k=200, heads_q=2, heads_kv=2, dtype=DTYPE, magnitude=4.0,
+                     **{name: value for name, value in options.items() if name in ("mask", "scale")})
+    inputs = _case_inputs(case, seed=6)
+    kwargs = {name: value for name, value in options.items() if name in ("causal", "softcap")}
+
+    def run():
+        q, k, v = (t.detach().clone().requires_grad_() for t in (inputs.q, inputs.k, inputs.v))
+        out = triton_flash.flash_attention(q, k, v, key_padding_mask=inputs.key_padding_mask, scale=case.scale,
+                                           **kwargs)
+        out.backward(inputs.dout)
+        return out, q.grad, k.grad, v.grad
+
+    monkeypatch.setattr(triton_flash, "MAX_BEFORE_SCALE", False)
+    scaled_first = run()
+    monkeypatch.setattr(triton_flash, "MAX_BEFORE_SCALE", True)
+    assert all(torch.equal(a, b) for a, b in zip(scaled_first, run()))
+
+
+def test_a_negative_scale_keeps_the_max_of_the_scaled_scores():
+    """With a negative scale the largest scaled score comes from the smallest product, so the max cannot be taken
+    before the scale: large logits (spread over hundreds of units of log2) overflow exp2 if it were."""
+    case = DenseCase(batch=1, seqlen_q=70, seqlen_k=140, heads_q=2, heads_kv=2, dtype=DTYPE, magnitude=4.0,
+                     scale=-1.0)
+    check_dense(triton_flash.IMPLEMENTATION, case, DEVICE, torch.Generator().manual_seed(7))
 
 
 def test_unknown_causal_alignment_is_rejected():

@@ -80,60 +80,26 @@ def _tanh_and_slope(x):
 
 
 @triton.jit
+def _unscaled_scores(q, k_t, softcap_scale, UPCAST: tl.constexpr, PRECISION: tl.constexpr,
+                     HAS_SOFTCAP: tl.constexpr):
+    """A tile's scores before the factor ``qk_scale`` (``q.k``, or ``tanh(q.k * softcap_scale)``) and
+    d(score)/d(scaled score) for the backward (1 without a softcap)."""
+    qk = _dot(q, k_t, UPCAST, PRECISION)
+    if HAS_SOFTCAP:
+        return _tanh_and_slope(qk * softcap_scale)
+    else:
+        return qk, 1.0
+
+
+@triton.jit
 def _scores(q, k_t, qk_scale, softcap_scale, UPCAST: tl.constexpr, PRECISION: tl.constexpr,
             HAS_SOFTCAP: tl.constexpr):
     """The base-2 scores of a tile and d(score)/d(scaled score) for the backward (1 without a softcap).
 
     Without a softcap, ``qk_scale`` is scale * log2(e). With one, ``softcap_scale`` is scale / cap and ``qk_scale``
     cap * log2(e): ``cap * tanh(scale * q.k / cap)`` in base 2."""
-    qk = _dot(q, k_t, UPCAST, PRECISION)
-    if HAS_SOFTCAP:
-        t, slope = _tanh_and_slope(qk * softcap_scale)
-        return t * qk_scale, slope
-    else:
-        return qk * qk_scale, 1.0
-
-
-@triton.jit
-def _exp2_on_fma(x, DEGREE: tl.constexpr):
-    """2**x for finite x <= 0 on the FMA and integer units instead of the exponential unit (MUFU.EX2).
-
-    x = j + f with j = round(x) (added to and taken from 1.5 * 2**23, whose low mantissa bits then hold j) and
-    |f| <= 1/2; 2**f is a polynomial with constant term exactly 1 (so 2**0 = 1 exactly), and j is added to its
-    exponent bits. Relative error below 1.1e-4 (DEGREE 3) or 3e-6 (DEGREE 4), against half a unit of bfloat16
-    (2e-3) and float16 (4.9e-4). x is clamped at -126, so the result stays a normal float: at least 2**-126 where
-    the exponential unit would give 0 or a subnormal, nothing beside the row's largest term, which is 1."""
-    x = tl.maximum(x, -126.0)
-    rounded = x + 12582912.0
-    f = x - (rounded - 12582912.0)
-    if DEGREE == 4:
-        poly = 1.0 + f * (0.69312417 + f * (0.240241 + f * (0.055906426 + f * 0.009582853)))
-    else:
-        poly = 1.0 + f * (0.6932829 + f * (0.24221097 + f * 0.05500893))
-    bits = poly.to(tl.int32, bitcast=True) + (rounded.to(tl.int32, bitcast=True) << 23)
-    return bits.to(tl.float32, bitcast=True)
-
-
-@triton.jit
-def _exp2_shared(x, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, FMA_SHARE: tl.constexpr,
-                 FMA_DEGREE: tl.constexpr):
-    """2**x of a [BLOCK_M, BLOCK_N] tile of finite x <= 0, with one column in FMA_SHARE (0: none; 2 or 4) computed
-    by _exp2_on_fma, so the FMA units take part of the exponential unit's work in the same instruction stream.
-
-    The columns are split where a thread holds them: in the products' accumulator layout each thread has pairs of
-    neighbouring columns in every group of 8, so the split costs no data movement."""
-    if FMA_SHARE == 0:
-        return tl.exp2(x)
-    pairs = tl.reshape(x, [BLOCK_M, BLOCK_N // 2, 2])
-    even, odd = tl.split(pairs)
-    if FMA_SHARE == 2:
-        odd = _exp2_on_fma(odd, FMA_DEGREE)
-    else:  # 4: the odd columns of every other group of 8 (a group holds 4 odd columns)
-        groups = tl.permute(tl.reshape(odd, [BLOCK_M, BLOCK_N // 16, 2, 4]), (0, 1, 3, 2))
-        first, second = tl.split(groups)
-        groups = tl.join(tl.exp2(first), _exp2_on_fma(second, FMA_DEGREE))
-        odd = tl.reshape(tl.permute(groups, (0, 1, 3, 2)), [BLOCK_M, BLOCK_N // 2])
-    return tl.reshape(tl.join(tl.exp2(even), odd), [BLOCK_M, BLOCK_N])
+    unscaled, slope = _unscaled_scores(q, k_t, softcap_scale, UPCAST, PRECISION, HAS_SOFTCAP)
+    return unscaled * qk_scale, slope
 
 
 @triton.jit
@@ -243,24 +209,31 @@ def _forward_key_blocks(acc, row_sum, row_max, q, k_base, v_base, kpm_row, rows,
                         woff, win_left, win_right,
                         BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr,
                         MASKED: tl.constexpr, UPCAST: tl.constexpr, PRECISION: tl.constexpr,
-                        HAS_WINDOW: tl.constexpr, HAS_SOFTCAP: tl.constexpr, BLOCK_M: tl.constexpr,
-                        FMA_SHARE: tl.constexpr, FMA_DEGREE: tl.constexpr):
+                        HAS_WINDOW: tl.constexpr, HAS_SOFTCAP: tl.constexpr, MAX_BEFORE_SCALE: tl.constexpr):
     """Online softmax over key blocks [lo, hi): rescale the running sum and output whenever the max grows.
 
-    Blocks without any masking (not MASKED, no key-padding mask) have only finite scores; there a share of the
-    exponentials may run on the FMA units (_exp2_shared). Masked blocks keep the exponential unit's exact 0 for -inf."""
-    SHARE: tl.constexpr = 0 if (MASKED or HAS_KPM) else FMA_SHARE
+    With ``MAX_BEFORE_SCALE`` (qk_scale > 0), in blocks without any masking, the row max is taken before the scores
+    are scaled and scaled once per row: rounding ``x * qk_scale`` is monotone in x, so that equals the max of the
+    scaled scores exactly, and each score takes its factor inside its exponent's ``x * qk_scale - shift``, which the
+    GPU compiler fuses into one multiply-add as it did before: the same numbers with one product per score fewer.
+    Masked blocks scale first: there the select between product and subtraction keeps two roundings, as in the
+    backward's recomputation, which is what gives a row whose weight sits on one key p = 1 exactly."""
     for start_n in range(lo, hi, BLOCK_N):
         cols = start_n + offs_n
         in_seq = cols < seqlen_k
         k_t = tl.load(k_base + cols[None, :] * stride_k_s + offs_d[:, None], mask=in_seq[None, :], other=0.0)
-        s, _slope = _scores(q, k_t, qk_scale, softcap_scale, UPCAST, PRECISION, HAS_SOFTCAP)
+        s, _slope = _unscaled_scores(q, k_t, softcap_scale, UPCAST, PRECISION, HAS_SOFTCAP)
+        if MAX_BEFORE_SCALE and not (MASKED or HAS_KPM):
+            exponent_scale = qk_scale
+        else:
+            s = s * qk_scale
+            exponent_scale = 1.0
         s = _key_block_visibility(s, rows, cols, seqlen_k, diag, kpm_row, stride_mask_s, woff, win_left, win_right,
                                   CAUSAL, HAS_KPM, MASKED, HAS_WINDOW)
-        new_max = tl.maximum(row_max, tl.max(s, 1))
+        new_max = tl.maximum(row_max, tl.max(s, 1) * exponent_scale)
         # a row that has seen no visible key yet keeps max -inf: subtract 0 instead, so exp2(-inf) stays 0, not NaN
         shift = tl.where(new_max == float("-inf"), 0.0, new_max)
-        p = _exp2_shared(s - shift[:, None], BLOCK_M, BLOCK_N, SHARE, FMA_DEGREE)
+        p = tl.exp2(s * exponent_scale - shift[:, None])
         correction = tl.exp2(row_max - shift)
         row_sum = row_sum * correction + tl.sum(p, 1)
         v = tl.load(v_base + cols[:, None] * stride_v_s + offs_d[None, :], mask=in_seq[:, None], other=0.0)
@@ -283,7 +256,7 @@ def attention_forward_kernel(
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, IS_VARLEN: tl.constexpr,
     UPCAST: tl.constexpr, PRECISION: tl.constexpr, HAS_WINDOW: tl.constexpr, HAS_SOFTCAP: tl.constexpr,
-    FMA_SHARE: tl.constexpr, FMA_DEGREE: tl.constexpr,
+    MAX_BEFORE_SCALE: tl.constexpr,
 ):
     """One program: BLOCK_M query rows of one head of one sequence. Writes O and the two-part log-sum-exp."""
     pid_m, head, b = _program_tile(tl.cdiv(seqlen_q, BLOCK_M), n_heads, group_pairs, descending)
@@ -317,17 +290,17 @@ def attention_forward_kernel(
             acc, row_sum, row_max, q, k_base, v_base, kpm_row, rows, offs_n, offs_d, stride_k_s, stride_v_s,
             stride_mask_s, lo, tl.minimum(full_lo, hi), len_k, diag, qk_scale, softcap_scale, woff, win_left,
             win_right, BLOCK_N, CAUSAL, HAS_KPM, True, UPCAST, PRECISION, HAS_WINDOW, HAS_SOFTCAP,
-            BLOCK_M, FMA_SHARE, FMA_DEGREE)
+        MAX_BEFORE_SCALE)
     acc, row_sum, row_max = _forward_key_blocks(
         acc, row_sum, row_max, q, k_base, v_base, kpm_row, rows, offs_n, offs_d, stride_k_s, stride_v_s,
         stride_mask_s, full_lo, full_hi, len_k, diag, qk_scale, softcap_scale, woff, win_left, win_right, BLOCK_N,
         CAUSAL, HAS_KPM, False, UPCAST, PRECISION, HAS_WINDOW, HAS_SOFTCAP,
-            BLOCK_M, FMA_SHARE, FMA_DEGREE)
+        MAX_BEFORE_SCALE)
     acc, row_sum, row_max = _forward_key_blocks(
         acc, row_sum, row_max, q, k_base, v_base, kpm_row, rows, offs_n, offs_d, stride_k_s, stride_v_s,
         stride_mask_s, tl.maximum(full_hi, full_lo), hi, len_k, diag, qk_scale, softcap_scale, woff, win_left,
         win_right, BLOCK_N, CAUSAL, HAS_KPM, True, UPCAST, PRECISION, HAS_WINDOW, HAS_SOFTCAP,
-            BLOCK_M, FMA_SHARE, FMA_DEGREE)
+        MAX_BEFORE_SCALE)
 
     seen = row_sum > 0
     out = acc / tl.where(seen, row_sum, 1.0)[:, None]

@@ -188,16 +188,9 @@ def _dot_options(dtype: torch.dtype) -> dict:
 SINGLE_LSE_16BIT = os.environ.get("ATTNCONF_TRITON_LSE", "single") != "two"
 
 
-# The forward's share of exponentials computed on the FMA units in blocks without masking (_exp2_shared): 0, 2 (one
-# column in 2) or 4 (one in 4), 16-bit inputs only; a float32 result keeps the exponential unit's full accuracy.
-# ATTNCONF_TRITON_EXP2_FMA=<share> picks another share for a measurement (notes, version 12).
-EXP2_FMA_SHARE = int(os.environ.get("ATTNCONF_TRITON_EXP2_FMA", "4"))
-
-
-def _exp2_options(dtype: torch.dtype) -> dict:
-    # a degree-3 polynomial is accurate to 1.1e-4 of bfloat16's 2e-3 half unit; float16's 4.9e-4 takes degree 4
-    return dict(FMA_SHARE=0 if dtype == torch.float32 else EXP2_FMA_SHARE,
-                FMA_DEGREE=4 if dtype == torch.float16 else 3)
+# The forward takes each row's max before the scale (a positive scale only; _triton_kernels._forward_key_blocks):
+# ATTNCONF_TRITON_MAX=scaled scales every score first, the measurement's baseline (notes, version 13).
+MAX_BEFORE_SCALE = os.environ.get("ATTNCONF_TRITON_MAX", "unscaled") != "scaled"
 
 
 def _single_lse(dtype: torch.dtype) -> bool:
@@ -292,16 +285,17 @@ def _forward(q, k, v, kpm, cu_q, cu_k, problem: Problem):
     grid, order = _longest_first_order(problem, triton.cdiv(problem.seqlen_q, blocks.block_m), problem.heads_q,
                                        problem.seqlen_k, q.element_size(), q.device)
     mask_strides = (kpm.stride(0), kpm.stride(1)) if kpm is not None else (0, 0)
+    qk_scale, softcap_scale = _score_scales(problem)
     with _device_guard(q):
         kernels.attention_forward_kernel[grid](
             q, k, v, out, lse, kpm if kpm is not None else q, cu_q if cu_q is not None else q,
             cu_k if cu_k is not None else q,
             *_strides(q, problem.varlen), *_strides(k, problem.varlen), *_strides(v, problem.varlen),
             *_strides(out, problem.varlen), *_lse_strides(problem, lse), *mask_strides,
-            problem.seqlen_q, problem.seqlen_k, problem.group, *_score_scales(problem), **order,
+            problem.seqlen_q, problem.seqlen_k, problem.group, qk_scale, softcap_scale, **order,
             HEAD_DIM=problem.head_dim, BLOCK_M=blocks.block_m, BLOCK_N=blocks.block_n, HAS_KPM=kpm is not None,
-            IS_VARLEN=problem.varlen, **blocks.launch_options(),
-            **_causal_options(problem), **_dot_options(q.dtype), **_exp2_options(q.dtype),
+            IS_VARLEN=problem.varlen, MAX_BEFORE_SCALE=MAX_BEFORE_SCALE and qk_scale > 0, **blocks.launch_options(),
+            **_causal_options(problem), **_dot_options(q.dtype),
         )
     return out, lse
 
