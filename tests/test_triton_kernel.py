@@ -258,10 +258,11 @@ def test_launch_order_changes_no_bit(monkeypatch, causal, group_pairs):
 
 @pytest.mark.parametrize("options", [dict(), dict(causal="bottom_right", scale=0.3), dict(softcap=5.0),
                                      dict(mask="random", causal="top_left")], ids=str)
-def test_max_before_the_scale_changes_no_bit(monkeypatch, options):
-    """The forward's unmasked blocks take each row's max before the positive scale and scale it once per row: that
-    must give the numbers of scaling every score first, bit for bit (rounding x * scale is monotone in x), with and
-    without causal masking, a softcap or a key-padding mask, over several key blocks and a partial last one."""
+def test_unscaled_max_and_unbounded_full_block_loads_change_no_bit(monkeypatch, options):
+    """The forward's unmasked blocks take each row's max before the positive scale and scale it once per row, and
+    load K and V without bounds: that must give the numbers of scaling every score first with bounded loads, bit for
+    bit (rounding x * scale is monotone in x; those blocks end before the last key), with and without causal
+    masking, a softcap or a key-padding mask, over several key blocks and a partial last one."""
     case = DenseCase(batch=1, seqlen_q=130, seqlen_k=200, heads_q=2, heads_kv=2, dtype=DTYPE, magnitude=4.0,
                      **{name: value for name, value in options.items() if name in ("mask", "scale")})
     inputs = _case_inputs(case, seed=6)
@@ -275,9 +276,11 @@ def test_max_before_the_scale_changes_no_bit(monkeypatch, options):
         return out, q.grad, k.grad, v.grad
 
     monkeypatch.setattr(triton_flash, "MAX_BEFORE_SCALE", False)
-    scaled_first = run()
+    monkeypatch.setattr(triton_flash, "MASK_FULL_LOADS", True)
+    before = run()
     monkeypatch.setattr(triton_flash, "MAX_BEFORE_SCALE", True)
-    assert all(torch.equal(a, b) for a, b in zip(scaled_first, run()))
+    monkeypatch.setattr(triton_flash, "MASK_FULL_LOADS", False)
+    assert all(torch.equal(a, b) for a, b in zip(before, run()))
 
 
 def test_a_negative_scale_keeps_the_max_of_the_scaled_scores():

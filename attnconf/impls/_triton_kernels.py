@@ -209,7 +209,8 @@ def _forward_key_blocks(acc, row_sum, row_max, q, k_base, v_base, kpm_row, rows,
                         woff, win_left, win_right,
                         BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr,
                         MASKED: tl.constexpr, UPCAST: tl.constexpr, PRECISION: tl.constexpr,
-                        HAS_WINDOW: tl.constexpr, HAS_SOFTCAP: tl.constexpr, MAX_BEFORE_SCALE: tl.constexpr):
+                        HAS_WINDOW: tl.constexpr, HAS_SOFTCAP: tl.constexpr, MAX_BEFORE_SCALE: tl.constexpr,
+                        MASK_FULL_LOADS: tl.constexpr):
     """Online softmax over key blocks [lo, hi): rescale the running sum and output whenever the max grows.
 
     With ``MAX_BEFORE_SCALE`` (qk_scale > 0), in blocks without any masking, the row max is taken before the scores
@@ -221,7 +222,13 @@ def _forward_key_blocks(acc, row_sum, row_max, q, k_base, v_base, kpm_row, rows,
     for start_n in range(lo, hi, BLOCK_N):
         cols = start_n + offs_n
         in_seq = cols < seqlen_k
-        k_t = tl.load(k_base + cols[None, :] * stride_k_s + offs_d[:, None], mask=in_seq[None, :], other=0.0)
+        k_ptrs = k_base + cols[None, :] * stride_k_s + offs_d[:, None]
+        v_ptrs = v_base + cols[:, None] * stride_v_s + offs_d[None, :]
+        # blocks without masking end at or before the sequence's last key (_key_range): their loads need no bound
+        if MASKED or MASK_FULL_LOADS:
+            k_t = tl.load(k_ptrs, mask=in_seq[None, :], other=0.0)
+        else:
+            k_t = tl.load(k_ptrs)
         s, _slope = _unscaled_scores(q, k_t, softcap_scale, UPCAST, PRECISION, HAS_SOFTCAP)
         if MAX_BEFORE_SCALE and not (MASKED or HAS_KPM):
             exponent_scale = qk_scale
@@ -236,7 +243,10 @@ def _forward_key_blocks(acc, row_sum, row_max, q, k_base, v_base, kpm_row, rows,
         p = tl.exp2(s * exponent_scale - shift[:, None])
         correction = tl.exp2(row_max - shift)
         row_sum = row_sum * correction + tl.sum(p, 1)
-        v = tl.load(v_base + cols[:, None] * stride_v_s + offs_d[None, :], mask=in_seq[:, None], other=0.0)
+        if MASKED or MASK_FULL_LOADS:
+            v = tl.load(v_ptrs, mask=in_seq[:, None], other=0.0)
+        else:
+            v = tl.load(v_ptrs)
         acc = acc * correction[:, None] + _dot(p.to(v.dtype), v, UPCAST, PRECISION)
         row_max = new_max
     return acc, row_sum, row_max
@@ -256,7 +266,7 @@ def attention_forward_kernel(
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, IS_VARLEN: tl.constexpr,
     UPCAST: tl.constexpr, PRECISION: tl.constexpr, HAS_WINDOW: tl.constexpr, HAS_SOFTCAP: tl.constexpr,
-    MAX_BEFORE_SCALE: tl.constexpr,
+    MAX_BEFORE_SCALE: tl.constexpr, MASK_FULL_LOADS: tl.constexpr,
 ):
     """One program: BLOCK_M query rows of one head of one sequence. Writes O and the two-part log-sum-exp."""
     pid_m, head, b = _program_tile(tl.cdiv(seqlen_q, BLOCK_M), n_heads, group_pairs, descending)
@@ -290,17 +300,17 @@ def attention_forward_kernel(
             acc, row_sum, row_max, q, k_base, v_base, kpm_row, rows, offs_n, offs_d, stride_k_s, stride_v_s,
             stride_mask_s, lo, tl.minimum(full_lo, hi), len_k, diag, qk_scale, softcap_scale, woff, win_left,
             win_right, BLOCK_N, CAUSAL, HAS_KPM, True, UPCAST, PRECISION, HAS_WINDOW, HAS_SOFTCAP,
-        MAX_BEFORE_SCALE)
+        MAX_BEFORE_SCALE, MASK_FULL_LOADS)
     acc, row_sum, row_max = _forward_key_blocks(
         acc, row_sum, row_max, q, k_base, v_base, kpm_row, rows, offs_n, offs_d, stride_k_s, stride_v_s,
         stride_mask_s, full_lo, full_hi, len_k, diag, qk_scale, softcap_scale, woff, win_left, win_right, BLOCK_N,
         CAUSAL, HAS_KPM, False, UPCAST, PRECISION, HAS_WINDOW, HAS_SOFTCAP,
-        MAX_BEFORE_SCALE)
+        MAX_BEFORE_SCALE, MASK_FULL_LOADS)
     acc, row_sum, row_max = _forward_key_blocks(
         acc, row_sum, row_max, q, k_base, v_base, kpm_row, rows, offs_n, offs_d, stride_k_s, stride_v_s,
         stride_mask_s, tl.maximum(full_hi, full_lo), hi, len_k, diag, qk_scale, softcap_scale, woff, win_left,
         win_right, BLOCK_N, CAUSAL, HAS_KPM, True, UPCAST, PRECISION, HAS_WINDOW, HAS_SOFTCAP,
-        MAX_BEFORE_SCALE)
+        MAX_BEFORE_SCALE, MASK_FULL_LOADS)
 
     seen = row_sum > 0
     out = acc / tl.where(seen, row_sum, 1.0)[:, None]

@@ -191,6 +191,8 @@ SINGLE_LSE_16BIT = os.environ.get("ATTNCONF_TRITON_LSE", "single") != "two"
 # The forward takes each row's max before the scale (a positive scale only; _triton_kernels._forward_key_blocks):
 # ATTNCONF_TRITON_MAX=scaled scales every score first, the measurement's baseline (notes, version 13).
 MAX_BEFORE_SCALE = os.environ.get("ATTNCONF_TRITON_MAX", "unscaled") != "scaled"
+# ATTNCONF_TRITON_FULL_LOADS=masked bounds the forward's K and V loads in blocks without masking too (version 13).
+MASK_FULL_LOADS = os.environ.get("ATTNCONF_TRITON_FULL_LOADS", "unmasked") == "masked"
 
 
 def _single_lse(dtype: torch.dtype) -> bool:
@@ -294,7 +296,8 @@ def _forward(q, k, v, kpm, cu_q, cu_k, problem: Problem):
             *_strides(out, problem.varlen), *_lse_strides(problem, lse), *mask_strides,
             problem.seqlen_q, problem.seqlen_k, problem.group, qk_scale, softcap_scale, **order,
             HEAD_DIM=problem.head_dim, BLOCK_M=blocks.block_m, BLOCK_N=blocks.block_n, HAS_KPM=kpm is not None,
-            IS_VARLEN=problem.varlen, MAX_BEFORE_SCALE=MAX_BEFORE_SCALE and qk_scale > 0, **blocks.launch_options(),
+            IS_VARLEN=problem.varlen, MAX_BEFORE_SCALE=MAX_BEFORE_SCALE and qk_scale > 0,
+            MASK_FULL_LOADS=MASK_FULL_LOADS, **blocks.launch_options(),
             **_causal_options(problem), **_dot_options(q.dtype),
         )
     return out, lse
