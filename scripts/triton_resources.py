@@ -67,7 +67,6 @@ def resources(kernel: str, dtype: str, head_dim: int, blocks: triton_flash.Block
     constexprs = dict(HEAD_DIM=head_dim, BLOCK_M=blocks.block_m, BLOCK_N=blocks.block_n, CAUSAL=causal,
                       HAS_KPM=kpm, IS_VARLEN=varlen, UPCAST=False, PRECISION="ieee" if dtype == "fp32" else "tf32",
                       HAS_WINDOW=window, HAS_SOFTCAP=softcap, MAX_BEFORE_SCALE=True, MASK_FULL_LOADS=False,
-                      LAZY_RESCALE=triton_flash.LAZY_RESCALE,
                       SINGLE_LSE=triton_flash.SINGLE_LSE_16BIT and dtype != "fp32")
     constexprs = {name: value for name, value in constexprs.items() if name in fn.arg_names}
     types = signature(fn, dtype, constexprs)

@@ -210,7 +210,7 @@ def _forward_key_blocks(acc, row_sum, row_max, q, k_base, v_base, kpm_row, rows,
                         BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr,
                         MASKED: tl.constexpr, UPCAST: tl.constexpr, PRECISION: tl.constexpr,
                         HAS_WINDOW: tl.constexpr, HAS_SOFTCAP: tl.constexpr, MAX_BEFORE_SCALE: tl.constexpr,
-                        MASK_FULL_LOADS: tl.constexpr, LAZY_RESCALE: tl.constexpr):
+                        MASK_FULL_LOADS: tl.constexpr):
     """Online softmax over key blocks [lo, hi): rescale the running sum and output whenever the max grows.
 
     With ``MAX_BEFORE_SCALE`` (qk_scale > 0), in blocks without any masking, the row max is taken before the scores
@@ -237,30 +237,18 @@ def _forward_key_blocks(acc, row_sum, row_max, q, k_base, v_base, kpm_row, rows,
             exponent_scale = 1.0
         s = _key_block_visibility(s, rows, cols, seqlen_k, diag, kpm_row, stride_mask_s, woff, win_left, win_right,
                                   CAUSAL, HAS_KPM, MASKED, HAS_WINDOW)
+        new_max = tl.maximum(row_max, tl.max(s, 1) * exponent_scale)
+        # a row that has seen no visible key yet keeps max -inf: subtract 0 instead, so exp2(-inf) stays 0, not NaN
+        shift = tl.where(new_max == float("-inf"), 0.0, new_max)
+        p = tl.exp2(s * exponent_scale - shift[:, None])
+        correction = tl.exp2(row_max - shift)
+        row_sum = row_sum * correction + tl.sum(p, 1)
         if MASKED or MASK_FULL_LOADS:
             v = tl.load(v_ptrs, mask=in_seq[:, None], other=0.0)
         else:
             v = tl.load(v_ptrs)
-        if LAZY_RESCALE and not (MASKED or HAS_KPM):
-            tile_max = tl.max(s, 1) * exponent_scale
-            if tl.max(tile_max - row_max, 0) > 8.0:
-                new_max = tl.maximum(row_max, tile_max)
-                correction = tl.exp2(row_max - new_max)
-                acc = acc * correction[:, None]
-                row_sum = row_sum * correction
-                row_max = new_max
-            p = tl.exp2(s * exponent_scale - row_max[:, None])
-            row_sum = row_sum + tl.sum(p, 1)
-            acc = acc + _dot(p.to(v.dtype), v, UPCAST, PRECISION)
-        else:
-            new_max = tl.maximum(row_max, tl.max(s, 1) * exponent_scale)
-            # a row that has seen no visible key yet keeps max -inf: subtract 0 instead, so exp2(-inf) stays 0, not NaN
-            shift = tl.where(new_max == float("-inf"), 0.0, new_max)
-            p = tl.exp2(s * exponent_scale - shift[:, None])
-            correction = tl.exp2(row_max - shift)
-            row_sum = row_sum * correction + tl.sum(p, 1)
-            acc = acc * correction[:, None] + _dot(p.to(v.dtype), v, UPCAST, PRECISION)
-            row_max = new_max
+        acc = acc * correction[:, None] + _dot(p.to(v.dtype), v, UPCAST, PRECISION)
+        row_max = new_max
     return acc, row_sum, row_max
 
 
@@ -278,7 +266,7 @@ def attention_forward_kernel(
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, IS_VARLEN: tl.constexpr,
     UPCAST: tl.constexpr, PRECISION: tl.constexpr, HAS_WINDOW: tl.constexpr, HAS_SOFTCAP: tl.constexpr,
-    MAX_BEFORE_SCALE: tl.constexpr, MASK_FULL_LOADS: tl.constexpr, LAZY_RESCALE: tl.constexpr,
+    MAX_BEFORE_SCALE: tl.constexpr, MASK_FULL_LOADS: tl.constexpr,
 ):
     """One program: BLOCK_M query rows of one head of one sequence. Writes O and the two-part log-sum-exp."""
     pid_m, head, b = _program_tile(tl.cdiv(seqlen_q, BLOCK_M), n_heads, group_pairs, descending)
@@ -312,17 +300,17 @@ def attention_forward_kernel(
             acc, row_sum, row_max, q, k_base, v_base, kpm_row, rows, offs_n, offs_d, stride_k_s, stride_v_s,
             stride_mask_s, lo, tl.minimum(full_lo, hi), len_k, diag, qk_scale, softcap_scale, woff, win_left,
             win_right, BLOCK_N, CAUSAL, HAS_KPM, True, UPCAST, PRECISION, HAS_WINDOW, HAS_SOFTCAP,
-        MAX_BEFORE_SCALE, MASK_FULL_LOADS, LAZY_RESCALE)
+        MAX_BEFORE_SCALE, MASK_FULL_LOADS)
     acc, row_sum, row_max = _forward_key_blocks(
         acc, row_sum, row_max, q, k_base, v_base, kpm_row, rows, offs_n, offs_d, stride_k_s, stride_v_s,
         stride_mask_s, full_lo, full_hi, len_k, diag, qk_scale, softcap_scale, woff, win_left, win_right, BLOCK_N,
         CAUSAL, HAS_KPM, False, UPCAST, PRECISION, HAS_WINDOW, HAS_SOFTCAP,
-        MAX_BEFORE_SCALE, MASK_FULL_LOADS, LAZY_RESCALE)
+        MAX_BEFORE_SCALE, MASK_FULL_LOADS)
     acc, row_sum, row_max = _forward_key_blocks(
         acc, row_sum, row_max, q, k_base, v_base, kpm_row, rows, offs_n, offs_d, stride_k_s, stride_v_s,
         stride_mask_s, tl.maximum(full_hi, full_lo), hi, len_k, diag, qk_scale, softcap_scale, woff, win_left,
         win_right, BLOCK_N, CAUSAL, HAS_KPM, True, UPCAST, PRECISION, HAS_WINDOW, HAS_SOFTCAP,
-        MAX_BEFORE_SCALE, MASK_FULL_LOADS, LAZY_RESCALE)
+        MAX_BEFORE_SCALE, MASK_FULL_LOADS)
 
     seen = row_sum > 0
     out = acc / tl.where(seen, row_sum, 1.0)[:, None]

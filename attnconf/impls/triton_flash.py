@@ -193,9 +193,6 @@ SINGLE_LSE_16BIT = os.environ.get("ATTNCONF_TRITON_LSE", "single") != "two"
 # compare both ways through these two names.
 MAX_BEFORE_SCALE = True
 MASK_FULL_LOADS = False
-# The forward's unmasked blocks rescale the output only when some row's max grew by more than 8 (log2 units; the
-# terms stay below 256): ATTNCONF_TRITON_RESCALE=eager rescales every block, the measurement's baseline (version 14).
-LAZY_RESCALE = os.environ.get("ATTNCONF_TRITON_RESCALE", "lazy") != "eager"
 
 
 def _single_lse(dtype: torch.dtype) -> bool:
@@ -300,7 +297,7 @@ def _forward(q, k, v, kpm, cu_q, cu_k, problem: Problem):
             problem.seqlen_q, problem.seqlen_k, problem.group, qk_scale, softcap_scale, **order,
             HEAD_DIM=problem.head_dim, BLOCK_M=blocks.block_m, BLOCK_N=blocks.block_n, HAS_KPM=kpm is not None,
             IS_VARLEN=problem.varlen, MAX_BEFORE_SCALE=MAX_BEFORE_SCALE and qk_scale > 0,
-            MASK_FULL_LOADS=MASK_FULL_LOADS, LAZY_RESCALE=LAZY_RESCALE, **blocks.launch_options(),
+            MASK_FULL_LOADS=MASK_FULL_LOADS, **blocks.launch_options(),
             **_causal_options(problem), **_dot_options(q.dtype),
         )
     return out, lse
