@@ -11,6 +11,11 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 start=$SECONDS
+# gpu_bench.sh keeps 60 s of TOTAL for itself: below about 90 a run has too little left to time all 36 cases
+if [ "${BENCH_TOTAL:-100}" -lt 90 ]; then
+  echo "gpu_triton_switch: BENCH_TOTAL=${BENCH_TOTAL} leaves a run under 30 s after gpu_bench.sh's 60 s reserve; use 90 or more" >&2
+  exit 2
+fi
 out=${OUT:-/tmp/gpu_triton_switch}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
