@@ -66,7 +66,8 @@ def resources(kernel: str, dtype: str, head_dim: int, blocks: triton_flash.Block
     fn = KERNELS[kernel]
     constexprs = dict(HEAD_DIM=head_dim, BLOCK_M=blocks.block_m, BLOCK_N=blocks.block_n, CAUSAL=causal,
                       HAS_KPM=kpm, IS_VARLEN=varlen, UPCAST=False, PRECISION="ieee" if dtype == "fp32" else "tf32",
-                      HAS_WINDOW=window, HAS_SOFTCAP=softcap, MAX_BEFORE_SCALE=True, MASK_FULL_LOADS=False,
+                      HAS_WINDOW=window, HAS_SOFTCAP=softcap, MAX_BEFORE_SCALE=triton_flash.MAX_BEFORE_SCALE,
+                      MASK_FULL_LOADS=triton_flash.MASK_FULL_LOADS,
                       SINGLE_LSE=triton_flash.SINGLE_LSE_16BIT and dtype != "fp32")
     constexprs = {name: value for name, value in constexprs.items() if name in fn.arg_names}
     types = signature(fn, dtype, constexprs)
